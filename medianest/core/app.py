@@ -1,0 +1,148 @@
+"""The application factory.
+
+Resources are opened in ``cleanup_ctx`` in dependency order (database, Redis and cache, bus,
+websockets, plugins) so that what failed to open is not closed, and everything opened is
+closed in reverse at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import ModuleType
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from redis.asyncio import Redis
+
+from .. import __version__
+from . import db, views
+from .api import add_routes
+from .bus import Bus, RedisBus
+from .cache import MemoryCache, RedisCache
+from .errors import error_middleware
+from .keys import BUS, CACHE, ENGINE, HUB, REDIS, REGISTRY, SECRET_KEY, SETTINGS
+from .plugins import PluginRegistry
+from .settings import Settings, ensure_secret_key
+from .ws import WebSocketHub
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+# Websocket topics of the core itself; plugins add theirs through register_ws_topics.
+CORE_TOPICS = frozenset({"plugins"})
+
+
+async def create_app(
+    settings: Settings, *, extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()
+) -> web.Application:
+    """Build the MediaNest application for ``settings``.
+
+    ``extra_plugins`` registers plugin objects that are not installed as packages (tests).
+    """
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+
+    registry = PluginRegistry()
+    registry.discover(extra_plugins)
+    await registry.collect()
+    app[REGISTRY] = registry
+
+    _setup_templates(app, registry)
+    views.add_core_routes(app)
+    for record in registry.records.values():
+        add_routes(app.router, record.routes, record.name, registry.is_active, registry.context)
+    app.router.add_static("/static", STATIC_DIR, name="static")
+
+    app.cleanup_ctx.extend([_database, _redis_and_cache, _websockets, _plugins])
+    return app
+
+
+def _setup_templates(app: web.Application, registry: PluginRegistry) -> None:
+    plugin_dirs = {
+        record.name: jinja2.FileSystemLoader([str(d) for d in record.template_dirs])
+        for record in registry.records.values()
+        if record.template_dirs
+    }
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(str(TEMPLATES_DIR)), jinja2.PrefixLoader(plugin_dirs)]
+    )
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=loader,
+        autoescape=jinja2.select_autoescape(default=True),
+        enable_async=True,
+        context_processors=[views.page_context],
+    )
+    env.globals["version"] = __version__
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[SECRET_KEY] = ensure_secret_key(settings)
+    engine = db.create_engine(settings)
+    try:
+        await db.check_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    app[ENGINE] = engine
+    yield
+    await engine.dispose()
+
+
+async def _redis_and_cache(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        app[CACHE] = MemoryCache()
+        app[BUS] = Bus()
+        yield
+        return
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.ping()
+    except Exception:
+        await redis.aclose()
+        raise
+    app[REDIS] = redis
+    app[CACHE] = RedisCache(redis)
+    bus = RedisBus(redis)
+    await bus.start()
+    app[BUS] = bus
+    yield
+    await bus.close()
+    await redis.aclose()
+
+
+async def _websockets(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+
+    def topic_allowed(topic: str) -> bool:
+        if topic in CORE_TOPICS:
+            return True
+        owner = registry.topic_owner(topic)
+        return owner is not None and registry.is_active(owner)
+
+    hub = WebSocketHub(app[BUS], app[SETTINGS].ws_queue_size, topic_allowed)
+    app[HUB] = hub
+    yield
+    await hub.close()
+
+
+async def _plugins(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+    hub = app[HUB]
+    registry.bind(
+        app[ENGINE],
+        app[CACHE],
+        app[BUS],
+        hub.publish,
+        on_change=lambda summary: hub.deliver_local("plugins", "changed", summary),
+    )
+    await registry.load_states()
+    yield
+    await registry.close()

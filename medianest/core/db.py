@@ -1,0 +1,122 @@
+"""Database engine and schema version checks.
+
+SQLite (the embedded default) runs through aiosqlite in WAL mode with foreign keys on;
+PostgreSQL runs through asyncpg. Schema changes are Alembic migrations; the app refuses to
+start on a database that is behind the code and names the command that brings it up to date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Arbitrary constant: serialises concurrent migrations of one PostgreSQL database.
+_PG_MIGRATION_LOCK = 0x6D656469
+
+
+class SchemaError(Exception):
+    """The database schema does not match this version of MediaNest."""
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Open the configured database; for SQLite, create the folder and set the pragmas."""
+    if settings.is_sqlite:
+        path = settings.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(settings.database_url, pool_size=10, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None
+    head: str
+    empty: bool  # no tables at all: a new installation
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def _status(connection: Connection) -> SchemaStatus:
+    current = MigrationContext.configure(connection).get_current_revision()
+    empty = current is None and not inspect(connection).get_table_names()
+    return SchemaStatus(current=current, head=head_revision(), empty=empty)
+
+
+async def schema_status(engine: AsyncEngine) -> SchemaStatus:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_status)
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head", *, downgrade: bool = False) -> None:
+    """Upgrade (or downgrade) the schema to ``revision``."""
+
+    def run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        if downgrade:
+            command.downgrade(cfg, revision)
+        else:
+            command.upgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Initialise a new, empty database; refuse a database at any other revision than head."""
+    status = await schema_status(engine)
+    if status.up_to_date:
+        return
+    if status.empty:
+        await migrate(engine)
+        return
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if status.current not in known:
+        raise SchemaError(
+            f"the database is at schema revision {status.current!r}, which this version of "
+            "MediaNest does not know: it was upgraded by a newer MediaNest. Run that version, "
+            "or restore a backup taken before the upgrade."
+        )
+    raise SchemaError(
+        f"the database schema is at revision {status.current or 'none'}, "
+        f"this MediaNest needs {status.head}. Run `medianest migrate` to upgrade it."
+    )

@@ -1,0 +1,107 @@
+"""The one place where failures become responses.
+
+API paths (``/api/``) answer ``{"error": {"code", "message", "details"}}``; pages answer a
+friendly HTML page. An unexpected exception is logged with its traceback and answered 500
+without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp_jinja2
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorised",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A failure with an HTTP status, a machine-readable code and a message for people."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.details = details
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_body(err: ApiError) -> dict[str, Any]:
+    return {"error": {"code": err.code, "message": err.message, "details": err.details}}
+
+
+def _wants_json(request: web.Request) -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def _render(request: web.Request, err: ApiError) -> web.StreamResponse:
+    if _wants_json(request):
+        return json_response(error_body(err), status=err.status)
+    try:
+        return await aiohttp_jinja2.render_template_async(
+            "error.html", request, {"error": err}, status=err.status
+        )
+    except Exception:  # the error page itself must never fail
+        log.exception("error page failed to render")
+        return web.Response(text=err.message, status=err.status)
+
+
+_HTTP_MESSAGES = {
+    404: "There is nothing at this address.",
+    405: "This address does not accept that method.",
+    413: "The request body is too large.",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return await _render(request, err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        default_text = f"{exc.status}: {exc.reason}"
+        if exc.text and exc.text != default_text:
+            message = exc.text
+        else:
+            message = _HTTP_MESSAGES.get(exc.status, exc.reason)
+        response = await _render(request, ApiError(exc.status, message))
+        for header in ("Allow", "Retry-After"):
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return await _render(
+            request, ApiError(500, "Something went wrong on our side; it has been logged.")
+        )

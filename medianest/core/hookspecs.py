@@ -1,0 +1,166 @@
+"""Every hook a MediaNest plugin can implement.
+
+Names come in families: ``register_*`` for things a plugin adds once at start-up,
+``extra_*`` for slots it fills on each page, and verbs for what it is asked to do.
+Implementations may be ``async def``, may return a value or an awaitable, and may take fewer
+arguments than the spec lists. Each hook is documented in ``docs/plugins.md``.
+
+MediaNest calls each plugin's implementation on its own, so that a plugin that raises is
+logged once, shown on the admin page and skipped while the others carry on, and so that
+disabled plugins are left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from aiohttp import web
+from pydantic import BaseModel
+
+from .extensions import (
+    Event,
+    FulfilmentResult,
+    HealthResult,
+    NavItem,
+    PluginContext,
+    Poller,
+    RequestInfo,
+    Route,
+    SearchResult,
+    Widget,
+)
+
+PROJECT = "medianest"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- registration: called once per plugin at start-up ------------------------------------
+
+
+@hookspec
+def register_routes() -> list[Route]:
+    """Return the HTTP routes this plugin serves.
+
+    Routes of a disabled plugin answer 404 until it is enabled again.
+    """
+
+
+@hookspec
+def register_widgets() -> list[Widget]:
+    """Return the dashboard widgets this plugin offers."""
+
+
+@hookspec
+def register_pollers() -> list[Poller]:
+    """Return background work to run on an interval while this plugin is active."""
+
+
+@hookspec
+def register_ws_topics() -> list[str]:
+    """Return the websocket topics this plugin publishes on.
+
+    Clients may subscribe to them only while the plugin is enabled.
+    """
+
+
+@hookspec
+def register_settings_model() -> type[BaseModel]:
+    """Return the pydantic model of this plugin's settings.
+
+    The admin page builds its form from the model's JSON schema and validates what is saved
+    against it.
+    """
+
+
+@hookspec
+def register_template_dirs() -> list[Path]:
+    """Return folders of Jinja templates this plugin's widgets and pages use."""
+
+
+# --- lifecycle: when a plugin becomes active or inactive ---------------------------------
+
+
+@hookspec
+def activate(plugin: PluginContext) -> None:
+    """Set up what this plugin needs while it is enabled.
+
+    Fires at start-up for an enabled plugin, when an admin enables it, and after its
+    settings change (preceded by :func:`deactivate`). If it raises, the plugin is shown as
+    failed on the admin page and stays inactive.
+
+    :param plugin: the plugin's context, with its current settings.
+    """
+
+
+@hookspec
+def deactivate(plugin: PluginContext) -> None:
+    """Release what :func:`activate` set up.
+
+    Fires when an admin disables the plugin, before its settings change, and at shutdown.
+
+    :param plugin: the plugin's context.
+    """
+
+
+# --- runtime: what a plugin is asked to do ------------------------------------------------
+
+
+@hookspec
+def check_health(plugin: PluginContext) -> HealthResult | list[HealthResult]:
+    """Report the state of each service this plugin talks to.
+
+    :param plugin: the plugin's context, with its current settings.
+    """
+
+
+@hookspec
+def search_media(query: str, plugin: PluginContext) -> list[SearchResult]:
+    """Return media matching ``query``; results of every enabled plugin are merged.
+
+    :param query: what the user typed.
+    :param plugin: the plugin's context.
+    """
+
+
+@hookspec(firstresult=True)
+def fulfil_request(request: RequestInfo, plugin: PluginContext) -> FulfilmentResult | None:
+    """Carry out an approved request; the first plugin to return a result decides.
+
+    Return ``None`` to leave the request to another plugin.
+
+    :param request: the approved request.
+    :param plugin: the plugin's context.
+    """
+
+
+@hookspec
+def handle_event(event: Event, plugin: PluginContext) -> None:
+    """Be told of something that happened in MediaNest (to notify people, for example).
+
+    :param event: the event, e.g. ``plugin.enabled``.
+    :param plugin: the plugin's context.
+    """
+
+
+# --- page additions -----------------------------------------------------------------------
+
+
+@hookspec
+def extra_nav_items(request: web.Request, plugin: PluginContext) -> list[NavItem]:
+    """Return links this plugin adds to the navigation bar.
+
+    :param request: the page being rendered.
+    :param plugin: the plugin's context.
+    """
+
+
+@hookspec
+def extra_template_vars(request: web.Request, plugin: PluginContext) -> dict[str, Any]:
+    """Return variables to add to every page's template context.
+
+    :param request: the page being rendered.
+    :param plugin: the plugin's context.
+    """

@@ -1,0 +1,456 @@
+"""The plugin registry: discovery, per-plugin state, runtime toggles and safe hook calls.
+
+Plugins are found through the ``medianest.plugins`` entry-point group, the built-in ones
+included. Each plugin has an explicit state (active, inactive, failed, import error). An admin's
+toggle or settings change is written to the database and announced on the bus; every process
+then applies it to itself (an unload/setup cycle, never a restart).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import pluggy
+from pydantic import BaseModel, SecretStr, ValidationError
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import hookspecs
+from .bus import Bus
+from .cache import Cache
+from .extensions import (
+    PluginContext,
+    Poller,
+    Publisher,
+    Route,
+    Widget,
+    call_with,
+    resolve,
+)
+from .jobs import PollerRunner
+from .models import AuditLog, PluginState
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "medianest.plugins"
+BUS_CHANNEL = "plugins"
+
+Status = Literal["active", "inactive", "failed", "import error"]
+
+
+class PluginNotFound(LookupError):
+    """No plugin of that name is installed."""
+
+
+class PluginSettingsInvalid(ValueError):
+    """Settings that the plugin's settings model refuses; ``errors`` says which and why."""
+
+    def __init__(self, plugin: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"invalid settings for {plugin}")
+        self.errors = errors
+
+
+@dataclass
+class PluginRecord:
+    """One installed plugin, as the admin page shows it."""
+
+    name: str
+    module: ModuleType | None
+    description: str = ""
+    version: str = ""
+    enabled: bool = False
+    status: Status = "inactive"
+    error: str | None = None
+    settings_model: type[BaseModel] | None = None
+    raw_settings: dict[str, Any] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    widgets: list[Widget] = field(default_factory=list)
+    pollers: list[Poller] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    template_dirs: list[Path] = field(default_factory=list)
+    # The last failure of each hook, shown on the admin page until the hook succeeds again.
+    hook_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+def _describe(module: ModuleType) -> str:
+    doc = (module.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+class PluginRegistry:
+    """Owns the pluggy manager and every plugin's state in this process."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: dict[str, PluginRecord] = {}
+        self._contexts: dict[str, PluginContext] = {}
+        self._pollers = PollerRunner()
+        self._topic_owner: dict[str, str] = {}
+
+    def bind(
+        self,
+        engine: AsyncEngine,
+        cache: Cache,
+        bus: Bus,
+        publish: Publisher,
+        *,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
+        listen: bool = True,
+    ) -> None:
+        """Hand the registry the resources opened at start-up; plugins are activated after.
+
+        ``on_change`` is told of each plugin whose state this process has just applied.
+        ``listen=False`` (the command line) announces changes without applying them here.
+        """
+        self._engine = engine
+        self._cache = cache
+        self._bus = bus
+        self._publish = publish
+        self._on_change = on_change
+        if listen:
+            bus.subscribe(BUS_CHANNEL, self._on_bus_message)
+
+    # --- discovery --------------------------------------------------------------------
+
+    def discover(self, extra: Iterable[tuple[str, ModuleType | object]] = ()) -> None:
+        """Register every plugin of the entry-point group, then ``extra`` (name, module) pairs.
+
+        A plugin that fails to import or to register is recorded with its error, not fatal.
+        """
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self.records:
+                continue
+            version = ep.dist.version if ep.dist is not None else ""
+            try:
+                module = ep.load()
+            except Exception as exc:
+                log.exception("plugin %s failed to import", ep.name)
+                self.records[ep.name] = PluginRecord(
+                    name=ep.name,
+                    module=None,
+                    version=version,
+                    status="import error",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            self._register(ep.name, module, version)
+        for name, module in extra:
+            self._register(name, module, "")
+
+    def _register(self, name: str, module: Any, version: str) -> None:
+        record = PluginRecord(
+            name=name, module=module, version=version, description=_describe(module)
+        )
+        self.records[name] = record
+        try:
+            self.pm.register(module, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(module):
+                self.pm.unregister(module)
+            record.status, record.error = "import error", str(exc)
+            log.error("plugin %s is invalid: %s", name, exc)
+
+    async def collect(self) -> None:
+        """Ask every registered plugin for its routes, widgets, pollers, topics and models."""
+        for record in self.records.values():
+            if record.status == "import error":
+                continue
+            record.routes = await self._registered(record, "register_routes")
+            record.widgets = await self._registered(record, "register_widgets")
+            record.pollers = await self._registered(record, "register_pollers")
+            record.topics = await self._registered(record, "register_ws_topics")
+            record.template_dirs = await self._registered(record, "register_template_dirs")
+            model = await self._call_impl(record, "register_settings_model", {})
+            record.settings_model = model if isinstance(model, type) else None
+            for topic in record.topics:
+                self._topic_owner[topic] = record.name
+
+    async def _registered(self, record: PluginRecord, hook: str) -> list[Any]:
+        result = await self._call_impl(record, hook, {})
+        return list(result or [])
+
+    # --- state ----------------------------------------------------------------------
+
+    def get(self, name: str) -> PluginRecord:
+        try:
+            return self.records[name]
+        except KeyError:
+            raise PluginNotFound(name) from None
+
+    def is_active(self, name: str) -> bool:
+        record = self.records.get(name)
+        return record is not None and record.active
+
+    def topic_owner(self, topic: str) -> str | None:
+        return self._topic_owner.get(topic)
+
+    def active_records(self) -> list[PluginRecord]:
+        return [r for r in self.records.values() if r.active]
+
+    def context(self, name: str) -> PluginContext:
+        ctx = self._contexts.get(name)
+        if ctx is None:
+            record = self.get(name)
+            ctx = PluginContext(
+                name=name,
+                settings=self._settings_object(record),
+                cache=self._cache,
+                db=self._engine,
+                _publish=self._publish,
+            )
+            self._contexts[name] = ctx
+        return ctx
+
+    def _settings_object(self, record: PluginRecord) -> Any:
+        if record.settings_model is None:
+            return dict(record.raw_settings)
+        try:
+            return record.settings_model.model_validate(record.raw_settings)
+        except ValidationError:
+            # Saved settings no longer fit the model (the plugin changed): start from defaults.
+            log.warning("stored settings of %s do not fit its model; using defaults", record.name)
+            return record.settings_model.model_validate({})
+
+    async def load_states(self, *, activate: bool = True) -> None:
+        """Read every plugin's saved state and (unless told not to) activate the enabled ones."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(PluginState.__table__))).mappings().all()
+        saved = {row["name"]: row for row in rows}
+        for record in self.records.values():
+            row = saved.get(record.name)
+            if row is not None:
+                record.enabled = bool(row["enabled"])
+                record.raw_settings = dict(row["settings"] or {})
+            if activate:
+                await self._apply(record)
+
+    async def refresh(self, name: str) -> None:
+        """Re-read one plugin's saved state and apply it to this process."""
+        record = self.records.get(name)
+        if record is None:
+            return
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(select(PluginState.__table__).where(PluginState.name == name)))
+                .mappings()
+                .first()
+            )
+        enabled = bool(row["enabled"]) if row else False
+        settings = dict(row["settings"] or {}) if row else {}
+        settings_changed = settings != record.raw_settings
+        record.enabled, record.raw_settings = enabled, settings
+        if settings_changed and record.active:
+            await self._deactivate(record)
+        await self._apply(record)
+
+    async def _apply(self, record: PluginRecord) -> None:
+        if record.status == "import error":
+            return
+        if record.enabled and not record.active:
+            await self._activate(record)
+        elif not record.enabled and record.status != "inactive":
+            await self._deactivate(record)
+
+    async def _activate(self, record: PluginRecord) -> None:
+        self._contexts.pop(record.name, None)
+        ctx = self.context(record.name)
+        try:
+            impl = self._impl(record, "activate")
+            if impl is not None:
+                await resolve(call_with(impl.function, plugin=ctx))
+        except Exception as exc:
+            log.exception("plugin %s failed to activate", record.name)
+            record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        record.status, record.error = "active", None
+        self._pollers.start(ctx, record.pollers)
+        log.info("plugin %s active", record.name)
+
+    async def _deactivate(self, record: PluginRecord) -> None:
+        was_active = record.active
+        record.status, record.error = "inactive", None
+        await self._pollers.stop(record.name)
+        if was_active:
+            await self._call_impl(record, "deactivate", {"plugin": self.context(record.name)})
+            log.info("plugin %s inactive", record.name)
+        self._contexts.pop(record.name, None)
+
+    async def close(self) -> None:
+        """Deactivate every plugin (at shutdown)."""
+        for record in self.records.values():
+            if record.active:
+                await self._deactivate(record)
+        await self._pollers.close()
+
+    def running_pollers(self, name: str) -> int:
+        return self._pollers.running(name)
+
+    # --- changes made by an admin ----------------------------------------------------------
+
+    async def set_enabled(
+        self, name: str, enabled: bool, *, actor: str = "system", address: str | None = None
+    ) -> PluginRecord:
+        """Enable or disable a plugin everywhere, persistently."""
+        record = self.get(name)
+        await self._save(name, {"enabled": enabled})
+        await self._audit(actor, "plugin.enable" if enabled else "plugin.disable", name, address)
+        await self._bus.publish(BUS_CHANNEL, {"name": name})
+        return record
+
+    async def save_settings(
+        self, name: str, data: dict[str, Any], *, actor: str = "system", address: str | None = None
+    ) -> PluginRecord:
+        """Validate and store a plugin's settings, then re-activate it everywhere."""
+        record = self.get(name)
+        if record.settings_model is not None:
+            try:
+                data = _plain(record.settings_model.model_validate(data))
+            except ValidationError as exc:
+                raise PluginSettingsInvalid(name, _validation_errors(exc)) from None
+        await self._save(name, {"settings": data})
+        # Record which settings changed, never their values: some are secrets.
+        await self._audit(actor, "plugin.settings", name, address, {"fields": sorted(data)})
+        await self._bus.publish(BUS_CHANNEL, {"name": name})
+        return record
+
+    async def _save(self, name: str, values: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(PluginState).where(PluginState.name == name).values(**values, updated_at=now)
+            )
+            if result.rowcount == 0:
+                row = {"name": name, "enabled": False, "settings": {}, "updated_at": now}
+                await conn.execute(insert(PluginState).values(**(row | values)))
+
+    async def _audit(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        address: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(AuditLog).values(
+                    at=datetime.now(UTC),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    address=address,
+                    details=details or {},
+                )
+            )
+
+    async def _on_bus_message(self, message: dict[str, Any]) -> None:
+        name = str(message["name"])
+        await self.refresh(name)
+        if self._on_change is not None and name in self.records:
+            self._on_change(self.summary(self.records[name]))
+
+    def summary(self, record: PluginRecord) -> dict[str, Any]:
+        return {
+            "name": record.name,
+            "description": record.description,
+            "version": record.version,
+            "enabled": record.enabled,
+            "status": record.status,
+            "error": record.error,
+            "hook_errors": dict(record.hook_errors),
+        }
+
+    # --- calling hooks safely ----------------------------------------------------------
+
+    def _impl(self, record: PluginRecord, hook: str) -> pluggy.HookImpl | None:
+        if record.module is None or not self.pm.is_registered(record.module):
+            return None
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == record.name:
+                return impl
+        return None
+
+    async def _call_impl(self, record: PluginRecord, hook: str, kwargs: dict[str, Any]) -> Any:
+        impl = self._impl(record, hook)
+        if impl is None:
+            return None
+        try:
+            result = await resolve(call_with(impl.function, **kwargs))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if record.hook_errors.get(hook) != message:
+                log.exception("plugin %s failed in %s", record.name, hook)
+            record.hook_errors[hook] = message
+            return None
+        record.hook_errors.pop(hook, None)
+        return result
+
+    async def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call ``hook`` on every active plugin, each on its own; skip those that raise.
+
+        Returns ``(plugin name, result)`` for each plugin that answered something.
+        """
+        results = []
+        for record in self._in_call_order(hook):
+            value = await self._call_impl(
+                record, hook, kwargs | {"plugin": self.context(record.name)}
+            )
+            if value is not None:
+                results.append((record.name, value))
+        return results
+
+    async def call_plugin(self, name: str, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on one active plugin; ``None`` if it is inactive, lacks it or raised."""
+        record = self.get(name)
+        if not record.active:
+            return None
+        return await self._call_impl(record, hook, kwargs | {"plugin": self.context(name)})
+
+    async def call_first(self, hook: str, **kwargs: Any) -> tuple[str, Any] | None:
+        """Call ``hook`` on active plugins until one answers something other than ``None``."""
+        for record in self._in_call_order(hook):
+            value = await self._call_impl(
+                record, hook, kwargs | {"plugin": self.context(record.name)}
+            )
+            if value is not None:
+                return record.name, value
+        return None
+
+    def _in_call_order(self, hook: str) -> list[PluginRecord]:
+        # pluggy's own order: last registered first, tryfirst/trylast honoured.
+        impls = reversed(getattr(self.pm.hook, hook).get_hookimpls())
+        return [
+            self.records[impl.plugin_name]
+            for impl in impls
+            if impl.plugin_name in self.records and self.records[impl.plugin_name].active
+        ]
+
+
+def _plain(settings: BaseModel) -> dict[str, Any]:
+    """The settings as JSON values, secrets included (pydantic's dump would mask them)."""
+    data = settings.model_dump(mode="json")
+    for name in data:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+    return data
+
+
+def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        for err in exc.errors()
+    ]

@@ -1,0 +1,198 @@
+"""Settings: environment variables ``MEDIANEST_*`` over an optional TOML file over defaults.
+
+The defaults are the embedded mode: a SQLite file in ``./data/``, an in-memory cache, jobs run
+in-process, listening on 127.0.0.1:8080. Every bad value is reported by name with what to fix
+(:class:`SettingsError`), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "MEDIANEST_"
+CONFIG_ENV = "MEDIANEST_CONFIG"
+
+_DATABASE_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+class SettingsError(Exception):
+    """Raised when the configuration cannot be used; ``problems`` holds one line per bad value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML file; keys are the setting names without the prefix."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Everything MediaNest reads at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    secret_key: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # How long the dashboard waits for one widget before showing it as unavailable.
+    widget_timeout: float = Field(default=5.0, gt=0, le=60)
+    # Websocket events buffered per client before a slow client is dropped.
+    ws_queue_size: int = Field(default=256, ge=1, le=100_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(
+                "expected a URL such as sqlite:///data/medianest.db or postgresql://host/db"
+            )
+        driver = _DATABASE_SCHEMES.get(scheme.lower())
+        if driver is None:
+            raise ValueError(
+                f"unsupported scheme {scheme!r} (use sqlite:///path/to/file.db or postgresql://…)"
+            )
+        return f"{driver}://{rest}"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in _REDIS_SCHEMES:
+            raise ValueError(f"unsupported scheme {scheme!r} (use redis://host:6379/0)")
+        return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            path = (self.data_dir / "medianest.db").as_posix()
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _TomlFileSource(settings_cls, _TOML_DATA.get() or {})
+        return (init_settings, env_settings, toml)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1]
+        return Path(path) if path and path != ":memory:" else None
+
+
+# The TOML file's contents reach the settings source through this variable, because
+# pydantic-settings builds its sources from the class, not from the instance being made.
+_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("medianest_toml", default=None)
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError([f"{CONFIG_ENV}: config file {str(path)!r} does not exist"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([f"{CONFIG_ENV}: {str(path)!r} is not valid TOML: {exc}"]) from None
+    # Accept both a flat file and one with a [medianest] table.
+    section = data.get("medianest", data)
+    if not isinstance(section, dict):
+        raise SettingsError([f"{CONFIG_ENV}: [medianest] in {str(path)!r} must be a table"])
+    return section
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from the environment, the TOML file and ``overrides``.
+
+    Raises :class:`SettingsError` listing every bad value, named as the environment variable.
+    """
+    config_file = config_file or os.environ.get(CONFIG_ENV) or None
+    toml = _read_toml(Path(config_file)) if config_file else {}
+    token = _TOML_DATA.set(toml)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown setting"
+            problems.append(f"{_env_name(field)}: {message}")
+        raise SettingsError(problems) from None
+    finally:
+        _TOML_DATA.reset(token)
+
+
+def ensure_secret_key(settings: Settings) -> str:
+    """Return the configured secret key, or the one kept in the data folder, creating it once.
+
+    A generated key is written with mode 0600 so that only MediaNest's own user can read it.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = settings.data_dir / "secret.key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

@@ -1,0 +1,462 @@
+"""The core's pages and JSON API: dashboard, widgets, the integrations admin, health, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from pydantic import BaseModel, RootModel, SecretStr
+
+from .. import __version__
+from .api import ApiModel, add_routes, openapi_document
+from .errors import ApiError
+from .extensions import HealthResult, NavItem, Route, Widget, call_with, resolve
+from .keys import HUB, REGISTRY, SETTINGS
+from .plugins import PluginNotFound, PluginRecord, PluginRegistry, PluginSettingsInvalid
+
+log = logging.getLogger(__name__)
+
+MASK = "••••"
+
+
+# --- models of the JSON API --------------------------------------------------------------
+
+
+class PluginOut(BaseModel):
+    """An installed integration and its state."""
+
+    name: str
+    description: str
+    version: str
+    enabled: bool
+    status: str
+    error: str | None
+    hook_errors: dict[str, str]
+    settings: dict[str, Any]
+    settings_schema: dict[str, Any] | None
+    widgets: list[str]
+    routes: list[str]
+
+
+class PluginList(BaseModel):
+    plugins: list[PluginOut]
+
+
+class PluginSettingsIn(RootModel[dict[str, Any]]):
+    """The plugin's settings, as its ``settings_schema`` describes them."""
+
+
+class HealthOut(BaseModel):
+    name: str
+    status: str
+    message: str
+    latency_ms: float | None
+    version: str | None
+
+
+class PluginHealth(BaseModel):
+    plugin: str
+    checks: list[HealthOut]
+
+
+class WidgetOut(BaseModel):
+    plugin: str
+    name: str
+    title: str
+    topic: str | None
+    data: Any = None
+    error: str | None = None
+
+
+class Dashboard(BaseModel):
+    widgets: list[WidgetOut]
+
+
+class Liveness(ApiModel):
+    status: str
+    version: str
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _registry(request: web.Request) -> PluginRegistry:
+    return request.app[REGISTRY]
+
+
+def _record(request: web.Request) -> PluginRecord:
+    try:
+        return _registry(request).get(request.match_info["name"])
+    except PluginNotFound:
+        raise ApiError(
+            404, f"no plugin named {request.match_info['name']!r} is installed"
+        ) from None
+
+
+def _secret_fields(record: PluginRecord) -> set[str]:
+    model = record.settings_model
+    if model is None:
+        return set()
+    return {
+        name
+        for name, f in model.model_fields.items()
+        if f.annotation in (SecretStr, SecretStr | None)
+    }
+
+
+def _masked_settings(record: PluginRecord) -> dict[str, Any]:
+    secrets = _secret_fields(record)
+    return {k: (MASK if k in secrets and v else v) for k, v in record.raw_settings.items()}
+
+
+def _plugin_out(record: PluginRecord) -> PluginOut:
+    return PluginOut(
+        **_registry_summary(record),
+        settings=_masked_settings(record),
+        settings_schema=record.settings_model.model_json_schema()
+        if record.settings_model
+        else None,
+        widgets=[w.name for w in record.widgets],
+        routes=[f"{r.method} {r.path}" for r in record.routes],
+    )
+
+
+def _registry_summary(record: PluginRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "description": record.description,
+        "version": record.version,
+        "enabled": record.enabled,
+        "status": record.status,
+        "error": record.error,
+        "hook_errors": dict(record.hook_errors),
+    }
+
+
+def _actor(request: web.Request) -> tuple[str, str | None]:
+    # Until sign-in exists every change is made by the local operator.
+    return "operator", request.remote
+
+
+def _unmask(record: PluginRecord, data: dict[str, Any]) -> dict[str, Any]:
+    """A masked secret sent back unchanged keeps the stored secret."""
+    secrets = _secret_fields(record)
+    return {
+        k: (record.raw_settings.get(k) if k in secrets and v == MASK else v)
+        for k, v in data.items()
+    }
+
+
+async def _save_settings(request: web.Request, record: PluginRecord, data: dict[str, Any]) -> None:
+    actor, address = _actor(request)
+    try:
+        await _registry(request).save_settings(
+            record.name, _unmask(record, data), actor=actor, address=address
+        )
+    except PluginSettingsInvalid as exc:
+        raise ApiError(
+            422, f"the settings of {record.name} are not valid; see details", details=exc.errors
+        ) from None
+
+
+# --- widgets ---------------------------------------------------------------------------
+
+
+@dataclass
+class RenderedWidget:
+    plugin: str
+    widget: Widget
+    data: Any = None
+    html: str = ""
+    error: str | None = None
+
+
+async def _load_widget(
+    request: web.Request, record: PluginRecord, widget: Widget
+) -> RenderedWidget:
+    registry = _registry(request)
+    timeout = request.app[SETTINGS].widget_timeout
+    out = RenderedWidget(record.name, widget)
+    try:
+        out.data = await asyncio.wait_for(
+            resolve(call_with(widget.load, plugin=registry.context(record.name), request=request)),
+            timeout,
+        )
+    except TimeoutError:
+        out.error = f"{widget.title} did not answer within {timeout:g} s."
+    except Exception as exc:
+        log.warning("widget %s:%s failed: %s", record.name, widget.name, exc)
+        out.error = f"{widget.title} is unavailable: {exc}"
+    return out
+
+
+async def _render_widget(request: web.Request, rendered: RenderedWidget) -> RenderedWidget:
+    if rendered.error is None:
+        try:
+            rendered.html = await aiohttp_jinja2.render_string_async(
+                f"{rendered.plugin}/{rendered.widget.template}",
+                request,
+                {"data": rendered.data, "widget": rendered.widget},
+            )
+        except Exception as exc:
+            log.exception("widget %s:%s failed to render", rendered.plugin, rendered.widget.name)
+            rendered.error = f"{rendered.widget.title} could not be shown: {type(exc).__name__}"
+    return rendered
+
+
+async def _all_widgets(request: web.Request) -> list[RenderedWidget]:
+    jobs = [
+        _load_widget(request, record, widget)
+        for record in _registry(request).active_records()
+        for widget in record.widgets
+    ]
+    return list(await asyncio.gather(*jobs))
+
+
+def _find_widget(request: web.Request) -> tuple[PluginRecord, Widget]:
+    registry = _registry(request)
+    name, widget_name = request.match_info["name"], request.match_info["widget"]
+    record = registry.records.get(name)
+    if record is None or not record.active:
+        raise web.HTTPNotFound()
+    for widget in record.widgets:
+        if widget.name == widget_name:
+            return record, widget
+    raise web.HTTPNotFound()
+
+
+# --- pages -----------------------------------------------------------------------------
+
+
+async def page_context(request: web.Request) -> dict[str, Any]:
+    """Template variables of every page: navigation and what plugins add."""
+    registry = _registry(request)
+    nav = [NavItem("Dashboard", "/"), NavItem("Integrations", "/admin/plugins")]
+    extra: dict[str, Any] = {}
+    for _, items in await registry.call_each("extra_nav_items", request=request):
+        nav.extend(items)
+    for _, values in await registry.call_each("extra_template_vars", request=request):
+        extra.update(values)
+    return extra | {"nav_items": nav, "current_path": request.path}
+
+
+async def dashboard_page(request: web.Request) -> web.StreamResponse:
+    """The dashboard: every enabled integration's widgets."""
+    widgets = await asyncio.gather(
+        *(_render_widget(request, w) for w in await _all_widgets(request))
+    )
+    return await aiohttp_jinja2.render_template_async(
+        "dashboard.html", request, {"widgets": widgets}
+    )
+
+
+async def widget_fragment(request: web.Request) -> web.StreamResponse:
+    """One widget's HTML, fetched by the dashboard when its topic announces new data."""
+    record, widget = _find_widget(request)
+    rendered = await _render_widget(request, await _load_widget(request, record, widget))
+    return await aiohttp_jinja2.render_template_async("widget.html", request, {"w": rendered})
+
+
+async def admin_plugins_page(
+    request: web.Request, *, errors: dict[str, Any] | None = None, status: int = 200
+) -> web.StreamResponse:
+    """The integrations admin page: state, toggle and settings of each plugin."""
+    registry = _registry(request)
+    plugins = [
+        {
+            "record": record,
+            "settings": _masked_settings(record),
+            "fields": _form_fields(record),
+            "pollers": registry.running_pollers(record.name),
+        }
+        for record in sorted(registry.records.values(), key=lambda r: r.name)
+    ]
+    return await aiohttp_jinja2.render_template_async(
+        "admin/plugins.html", request, {"plugins": plugins, "errors": errors or {}}, status=status
+    )
+
+
+def _form_fields(record: PluginRecord) -> list[dict[str, Any]]:
+    if record.settings_model is None:
+        return []
+    schema = record.settings_model.model_json_schema()
+    required = set(schema.get("required", []))
+    fields = []
+    for name, prop in schema.get("properties", {}).items():
+        kind = prop.get("type") or next(
+            (alt.get("type") for alt in prop.get("anyOf", []) if alt.get("type") != "null"),
+            "string",
+        )
+        secret = prop.get("format") == "password" or prop.get("writeOnly", False)
+        fields.append(
+            {
+                "name": name,
+                "label": prop.get("title", name),
+                "help": prop.get("description", ""),
+                "input": "checkbox"
+                if kind == "boolean"
+                else "number"
+                if kind in ("integer", "number")
+                else "password"
+                if secret
+                else "text",
+                "required": name in required,
+                "default": prop.get("default"),
+            }
+        )
+    return fields
+
+
+async def admin_toggle(request: web.Request) -> web.StreamResponse:
+    """Form post from the admin page: enable or disable, then back to the page."""
+    record = _record(request)
+    form = await request.post()
+    enabled = form.get("enabled") == "1"
+    actor, address = _actor(request)
+    await _registry(request).set_enabled(record.name, enabled, actor=actor, address=address)
+    raise web.HTTPSeeOther(f"/admin/plugins#plugin-{record.name}")
+
+
+async def admin_settings(request: web.Request) -> web.StreamResponse:
+    """Form post from the admin page: validate and save a plugin's settings."""
+    record = _record(request)
+    form = await request.post()
+    data: dict[str, Any] = {}
+    for field in _form_fields(record):
+        value = form.get(field["name"])
+        if field["input"] == "checkbox":
+            data[field["name"]] = value is not None
+        elif value not in (None, ""):
+            data[field["name"]] = value
+    try:
+        await _save_settings(request, record, data)
+    except ApiError as err:
+        return await admin_plugins_page(
+            request, errors={record.name: err.details or err.message}, status=err.status
+        )
+    raise web.HTTPSeeOther(f"/admin/plugins#plugin-{record.name}")
+
+
+# --- JSON API ------------------------------------------------------------------------------
+
+
+async def list_plugins(request: web.Request) -> PluginList:
+    """List every installed integration with its state."""
+    records = sorted(_registry(request).records.values(), key=lambda r: r.name)
+    return PluginList(plugins=[_plugin_out(r) for r in records])
+
+
+async def get_plugin(request: web.Request) -> PluginOut:
+    """One integration with its settings (secrets masked) and settings schema."""
+    return _plugin_out(_record(request))
+
+
+async def enable_plugin(request: web.Request) -> PluginOut:
+    """Enable an integration on every MediaNest process."""
+    return await _toggle(request, True)
+
+
+async def disable_plugin(request: web.Request) -> PluginOut:
+    """Disable an integration: its routes answer 404, its widgets and pollers stop."""
+    return await _toggle(request, False)
+
+
+async def _toggle(request: web.Request, enabled: bool) -> PluginOut:
+    record = _record(request)
+    if record.status == "import error":
+        raise ApiError(409, f"{record.name} cannot be enabled: {record.error}")
+    actor, address = _actor(request)
+    await _registry(request).set_enabled(record.name, enabled, actor=actor, address=address)
+    return _plugin_out(record)
+
+
+async def put_plugin_settings(request: web.Request, body: PluginSettingsIn) -> PluginOut:
+    """Replace an integration's settings; it is re-activated with them."""
+    record = _record(request)
+    await _save_settings(request, record, body.root)
+    return _plugin_out(record)
+
+
+async def plugin_health(request: web.Request) -> PluginHealth:
+    """Ask an enabled integration how its services are."""
+    record = _record(request)
+    if not record.active:
+        raise ApiError(409, f"{record.name} is not enabled")
+    result = await _registry(request).call_plugin(record.name, "check_health")
+    checks: list[HealthResult] = []
+    if result is not None:
+        checks.extend(result if isinstance(result, list) else [result])
+    if "check_health" in record.hook_errors:
+        checks.append(HealthResult(record.name, "down", record.hook_errors["check_health"]))
+    return PluginHealth(plugin=record.name, checks=[HealthOut(**c.__dict__) for c in checks])
+
+
+async def dashboard_data(request: web.Request) -> Dashboard:
+    """The data of every widget of every enabled integration."""
+    return Dashboard(
+        widgets=[
+            WidgetOut(
+                plugin=w.plugin,
+                name=w.widget.name,
+                title=w.widget.title,
+                topic=w.widget.topic,
+                data=w.data,
+                error=w.error,
+            )
+            for w in await _all_widgets(request)
+        ]
+    )
+
+
+async def healthz(request: web.Request) -> Liveness:
+    """The process is alive (checks no dependency)."""
+    return Liveness(status="ok", version=__version__)
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    """The OpenAPI 3.1 description of the core's and the enabled plugins' API."""
+    registry = _registry(request)
+    routes: list[tuple[str | None, Route]] = [(None, r) for r in CORE_ROUTES]
+    for record in registry.active_records():
+        routes.extend((record.name, r) for r in record.routes)
+    doc = openapi_document(routes, title="MediaNest", version=__version__)
+    return web.json_response(doc)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await request.app[HUB].handle(request)
+
+
+CORE_ROUTES = [
+    Route("GET", "/", dashboard_page, name="dashboard", include_in_schema=False),
+    Route("GET", "/widgets/{name}/{widget}", widget_fragment, include_in_schema=False),
+    Route(
+        "GET", "/admin/plugins", admin_plugins_page, name="admin-plugins", include_in_schema=False
+    ),
+    Route("POST", "/admin/plugins/{name}/toggle", admin_toggle, include_in_schema=False),
+    Route("POST", "/admin/plugins/{name}/settings", admin_settings, include_in_schema=False),
+    Route("GET", "/healthz", healthz, response=Liveness),
+    Route("GET", "/ws", websocket, include_in_schema=False),
+    Route("GET", "/api/openapi.json", openapi, include_in_schema=False),
+    Route("GET", "/api/v1/plugins", list_plugins, response=PluginList),
+    Route("GET", "/api/v1/plugins/{name}", get_plugin, response=PluginOut),
+    Route("POST", "/api/v1/plugins/{name}/enable", enable_plugin, response=PluginOut),
+    Route("POST", "/api/v1/plugins/{name}/disable", disable_plugin, response=PluginOut),
+    Route(
+        "PUT",
+        "/api/v1/plugins/{name}/settings",
+        put_plugin_settings,
+        body=PluginSettingsIn,
+        response=PluginOut,
+    ),
+    Route("GET", "/api/v1/plugins/{name}/health", plugin_health, response=PluginHealth),
+    Route("GET", "/api/v1/dashboard", dashboard_data, response=Dashboard),
+]
+
+
+def add_core_routes(app: web.Application) -> None:
+    add_routes(app.router, CORE_ROUTES)

@@ -1,0 +1,192 @@
+"""Websockets at ``/ws``: clients subscribe to topics and receive JSON events.
+
+Client → server: ``{"action": "subscribe" | "unsubscribe", "topics": ["plugins", ...]}``.
+Server → client: ``{"topic": ..., "event": ..., "data": {...}}``, plus ``{"type": "subscribed",
+"topics": [...]}`` and ``{"type": "error", "message": ...}`` replies.
+
+Events go through the bus, so with Redis configured an event published on one process reaches
+subscribers on every process. Each client has a bounded queue drained by its own writer: a
+client that falls that far behind is dropped, and nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from .bus import Bus
+
+log = logging.getLogger(__name__)
+
+BUS_CHANNEL = "ws"
+MAX_TOPICS_PER_CLIENT = 100
+
+
+class _Client:
+    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+        self.ws = ws
+        self.topics: set[str] = set()
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.writer: asyncio.Task[None] | None = None
+
+    async def write(self) -> None:
+        while True:
+            payload = await self.queue.get()
+            await self.ws.send_str(payload)
+
+
+class WebSocketHub:
+    """Tracks connected clients and their topics; delivers events published on the bus."""
+
+    def __init__(self, bus: Bus, queue_size: int, topic_allowed: Callable[[str], bool]) -> None:
+        self._bus = bus
+        self._queue_size = queue_size
+        self._topic_allowed = topic_allowed
+        self._clients: weakref.WeakSet[_Client] = weakref.WeakSet()
+        self._by_topic: dict[str, set[_Client]] = defaultdict(set)
+        self._closing = False
+        self._closing_tasks: set[asyncio.Future[Any]] = set()
+        bus.subscribe(BUS_CHANNEL, self._deliver)
+
+    @property
+    def connections(self) -> int:
+        return len(self._clients)
+
+    async def publish(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
+        """Send an event to the subscribers of ``topic`` on every process."""
+        await self._bus.publish(BUS_CHANNEL, {"topic": topic, "event": event, "data": dict(data)})
+
+    def deliver_local(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
+        """Send an event to the subscribers of ``topic`` on this process only."""
+        self._deliver({"topic": topic, "event": event, "data": dict(data)})
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        topic = message.get("topic")
+        if not isinstance(topic, str) or not self._topic_allowed(topic):
+            return
+        subscribers = self._by_topic.get(topic)
+        if not subscribers:
+            return
+        payload = orjson.dumps(message).decode()
+        for client in list(subscribers):
+            try:
+                client.queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                log.warning(
+                    "dropping a websocket client that fell %d events behind", self._queue_size
+                )
+                self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        self._forget(client)
+        if client.writer is not None:
+            client.writer.cancel()
+        task = asyncio.ensure_future(
+            client.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too slow")
+        )
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+
+    def _forget(self, client: _Client) -> None:
+        for topic in client.topics:
+            subscribers = self._by_topic.get(topic)
+            if subscribers is not None:
+                subscribers.discard(client)
+                if not subscribers:
+                    del self._by_topic[topic]
+        client.topics.clear()
+        self._clients.discard(client)
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """The ``/ws`` endpoint."""
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        if self._closing:
+            await ws.close(code=WSCloseCode.GOING_AWAY)
+            return ws
+        client = _Client(ws, self._queue_size)
+        self._clients.add(client)
+        client.writer = asyncio.create_task(client.write())
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self._on_message(client, msg.data)
+                elif msg.type is WSMsgType.ERROR:
+                    break
+        finally:
+            self._forget(client)
+            client.writer.cancel()
+        return ws
+
+    async def _on_message(self, client: _Client, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+            action = message["action"]
+            topics = message["topics"]
+            if action not in ("subscribe", "unsubscribe") or not isinstance(topics, list):
+                raise ValueError
+            topics = [str(t) for t in topics]
+        except (ValueError, KeyError, TypeError):
+            await self._reply(
+                client,
+                {
+                    "type": "error",
+                    "message": 'send {"action": "subscribe" or "unsubscribe", "topics": [...]}',
+                },
+            )
+            return
+        if action == "unsubscribe":
+            for topic in topics:
+                client.topics.discard(topic)
+                self._by_topic.get(topic, set()).discard(client)
+            await self._reply(client, {"type": "unsubscribed", "topics": topics})
+            return
+        refused = [t for t in topics if not self._topic_allowed(t)]
+        accepted = [t for t in topics if t not in refused]
+        if len(client.topics | set(accepted)) > MAX_TOPICS_PER_CLIENT:
+            await self._reply(
+                client,
+                {
+                    "type": "error",
+                    "message": f"at most {MAX_TOPICS_PER_CLIENT} topics per client",
+                },
+            )
+            return
+        for topic in accepted:
+            client.topics.add(topic)
+            self._by_topic[topic].add(client)
+        await self._reply(client, {"type": "subscribed", "topics": accepted})
+        if refused:
+            await self._reply(
+                client,
+                {
+                    "type": "error",
+                    "message": f"unknown or inactive topics: {', '.join(refused)}",
+                    "topics": refused,
+                },
+            )
+
+    async def _reply(self, client: _Client, message: dict[str, Any]) -> None:
+        try:
+            client.queue.put_nowait(orjson.dumps(message).decode())
+        except asyncio.QueueFull:
+            self._drop(client)
+
+    async def close(self) -> None:
+        """Close every socket (at shutdown)."""
+        self._closing = True
+        clients = list(self._clients)
+        for client in clients:
+            if client.writer is not None:
+                client.writer.cancel()
+        await asyncio.gather(
+            *(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for c in clients),
+            return_exceptions=True,
+        )

@@ -1,0 +1,1 @@
+"""MediaNest's built-in integrations, one folder each, installed as ``medianest_plugins``."""

@@ -1,0 +1,82 @@
+// MediaNest's page script: theme choice and live updates over the websocket. No build step.
+"use strict";
+
+(function theme() {
+  const saved = localStorage.getItem("medianest-theme");
+  if (saved) document.documentElement.dataset.theme = saved;
+  document.addEventListener("DOMContentLoaded", () => {
+    const button = document.querySelector("[data-theme-toggle]");
+    if (!button) return;
+    button.addEventListener("click", () => {
+      const dark = document.documentElement.dataset.theme === "dark" ||
+        (!document.documentElement.dataset.theme && matchMedia("(prefers-color-scheme: dark)").matches);
+      const next = dark ? "light" : "dark";
+      document.documentElement.dataset.theme = next;
+      localStorage.setItem("medianest-theme", next);
+    });
+  });
+})();
+
+// One socket per page; reconnects with backoff and resubscribes.
+const MediaNestLive = {
+  handlers: new Map(),
+  socket: null,
+  delay: 1000,
+  on(topic, handler) {
+    if (!this.handlers.has(topic)) this.handlers.set(topic, []);
+    this.handlers.get(topic).push(handler);
+  },
+  connect() {
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.delay = 1000;
+      socket.send(JSON.stringify({ action: "subscribe", topics: [...this.handlers.keys()] }));
+      document.documentElement.dataset.live = "connected";
+    });
+    socket.addEventListener("message", (msg) => {
+      const event = JSON.parse(msg.data);
+      if (event.type === "subscribed") document.documentElement.dataset.subscribed = event.topics.join(" ");
+      for (const handler of this.handlers.get(event.topic) || []) handler(event);
+    });
+    socket.addEventListener("close", () => {
+      document.documentElement.dataset.live = "disconnected";
+      setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 30000);
+    });
+  },
+};
+
+async function refreshWidget(section) {
+  const response = await fetch(section.dataset.widgetUrl, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const holder = document.createElement("div");
+  holder.innerHTML = await response.text();
+  const fresh = holder.firstElementChild;
+  if (fresh) section.replaceWith(fresh);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const dashboard = document.querySelector("[data-live-dashboard]") ||
+    (document.querySelector("main h1")?.textContent === "Dashboard" ? document.body : null);
+  if (dashboard) {
+    for (const section of document.querySelectorAll(".widget[data-topic]")) {
+      MediaNestLive.on(section.dataset.topic, () => {
+        const current = document.getElementById(section.id);
+        if (current) refreshWidget(current);
+      });
+    }
+    // An integration turned on or off changes which widgets exist: reload the page.
+    MediaNestLive.on("plugins", () => location.reload());
+  }
+  const admin = document.querySelector("[data-live-admin]");
+  if (admin) {
+    MediaNestLive.on("plugins", (event) => {
+      const card = admin.querySelector(`[data-plugin="${CSS.escape(event.data.name)}"]`);
+      if (!card) return;
+      card.querySelector("[data-status]").textContent = event.data.status;
+    });
+  }
+  if (MediaNestLive.handlers.size) MediaNestLive.connect();
+});

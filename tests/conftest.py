@@ -1,0 +1,135 @@
+"""Shared fixtures: real SQLite files, and the machine's PostgreSQL and Redis when configured.
+
+Tests that need PostgreSQL, Redis or chromium skip with the reason outside CI; with CI=true
+(as `.ci/run` runs them) a missing service is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from medianest.core.app import create_app
+from medianest.core.settings import Settings, load_settings
+
+PG_ENV = "MEDIANEST_TEST_DATABASE_URL"
+REDIS_ENV = "MEDIANEST_TEST_REDIS_URL"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip the test when ``condition`` is false, or fail it in CI, where everything must run."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must run this test, but: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's own MEDIANEST_* settings must not leak into the tests.
+    for name in list(os.environ):
+        if name.startswith("MEDIANEST_") and not name.startswith("MEDIANEST_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "data")
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    base = os.environ.get(PG_ENV)
+    require(base, f"{PG_ENV} is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    assert base is not None
+    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
+    await _pg_admin(base, f'CREATE DATABASE "{name}"')
+    prefix = base.rsplit("/", 1)[0]
+    try:
+        yield f"{prefix}/{name}"
+    finally:
+        await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The test Redis, emptied before and after the test."""
+    from redis.asyncio import Redis
+
+    url = os.environ.get(REDIS_ENV)
+    require(url, f"{REDIS_ENV} is not set (e.g. redis://127.0.0.1:6379/15)")
+    assert url is not None
+    redis = Redis.from_url(url)
+    await redis.flushdb()
+    try:
+        yield url
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings on a fresh SQLite file, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return load_settings(data_dir=tmp_path / "data")
+    url = request.getfixturevalue("pg_url")
+    return load_settings(data_dir=tmp_path / "data", database_url=url)
+
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> MakeClient:
+    """Start a real MediaNest app on loopback and return a client for it."""
+
+    async def make(settings: Settings, extra_plugins: Any = ()) -> TestClient:
+        app = await create_app(settings, extra_plugins=extra_plugins)
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+def chromium() -> Iterator[str]:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    require(os.path.exists(path), "chromium is not installed (apt-get install chromium)")
+    yield path
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
