@@ -12,6 +12,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from . import __version__
 from .core import db
@@ -23,6 +25,16 @@ from .core.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 
+# What an unreachable or misconfigured database or Redis raises.
+_SERVICE_ERRORS = (OSError, ConnectionError, RedisError, DBAPIError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError):
+        # The driver's own message ("database ... does not exist"), not SQLAlchemy's wrapping.
+        return f"database error: {exc.orig if exc.orig is not None else exc}"
+    return str(exc)
+
 
 def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"medianest: {message}", err=True)
@@ -31,7 +43,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
     try:
-        return load_settings(ctx.obj["config"], **{k: v for k, v in overrides.items() if v})
+        return load_settings(
+            ctx.obj["config"], **{k: v for k, v in overrides.items() if v is not None}
+        )
     except SettingsError as exc:
         lines = "\n".join(f"  {p}" for p in exc.problems)
         _fail(f"the configuration is not valid:\n{lines}", code=2)
@@ -42,7 +56,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except db.SchemaError as exc:
         _fail(str(exc))
-    except (OSError, ConnectionError) as exc:
+    except _SERVICE_ERRORS as exc:
+        if isinstance(exc, DBAPIError):
+            _fail(_describe(exc))
         _fail(f"could not reach a service MediaNest needs: {exc}")
 
 
@@ -87,8 +103,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         )
     except db.SchemaError as exc:
         _fail(str(exc))
-    except (OSError, ConnectionError) as exc:
-        _fail(f"could not start: {exc}")
+    except _SERVICE_ERRORS as exc:
+        _fail(f"could not start: {_describe(exc)}")
 
 
 @main.command()
@@ -139,10 +155,7 @@ def check_config(ctx: click.Context) -> None:
         elif status.up_to_date:
             click.echo(f"database: reachable, schema current ({status.head})")
         else:
-            _fail(
-                f"database: schema at {status.current}, needs {status.head}; "
-                "run `medianest migrate`"
-            )
+            _fail(db.schema_problem(status))
         if settings.redis_url:
             redis = Redis.from_url(settings.redis_url)
             try:

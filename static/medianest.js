@@ -75,7 +75,16 @@ document.addEventListener("DOMContentLoaded", () => {
     MediaNestLive.on("plugins", (event) => {
       const card = admin.querySelector(`[data-plugin="${CSS.escape(event.data.name)}"]`);
       if (!card) return;
-      card.querySelector("[data-status]").textContent = event.data.status;
+      const status = card.querySelector("[data-status]");
+      status.textContent = event.data.status;
+      status.className = `status status-${event.data.status.replaceAll(" ", "-")}`;
+      // Keep the toggle in step, so that it does what its label says.
+      const button = card.querySelector("[data-toggle]");
+      if (button) {
+        button.textContent = event.data.enabled ? "Disable" : "Enable";
+        button.setAttribute("aria-pressed", String(event.data.enabled));
+        button.form.elements.enabled.value = event.data.enabled ? "0" : "1";
+      }
     });
   }
   if (MediaNestLive.handlers.size) MediaNestLive.connect();

@@ -126,10 +126,10 @@ def chromium() -> Iterator[str]:
     yield path
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; fail after ``seconds`` seconds."""
+    deadline = asyncio.get_running_loop().time() + seconds
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {seconds} s")
         await asyncio.sleep(0.05)

@@ -54,9 +54,17 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     raw = await request.read()
     if request.content_type == "application/json" or raw[:1] in (b"{", b"["):
         try:
-            data = orjson.loads(raw or b"null")
+            orjson.loads(raw or b"null")
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+        # Strict, so that what the server accepts is what the published schema allows
+        # ("3" is not an integer); JSON mode still reads dates, UUIDs and enums from strings.
+        try:
+            return model.model_validate_json(raw or b"null", strict=True)
+        except ValidationError as exc:
+            raise ApiError(
+                422, "the request body is not valid; see details", details=validation_details(exc)
+            ) from None
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         data = dict(await request.post())
     else:
@@ -136,7 +144,8 @@ def openapi_document(
     routes = [(p, r) for p, r in routes if r.include_in_schema]
     models: set[type[BaseModel]] = {ErrorResponse}
     for _, route in routes:
-        models.update(m for m in (route.body, route.response) if m is not None)
+        # Query models too, so that what their fields refer to (enums, say) is in components.
+        models.update(m for m in (route.body, route.query, route.response) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
     refs, defs = models_json_schema(
         [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
@@ -151,11 +160,21 @@ def openapi_document(
         "content": {"application/json": {"schema": ref(ErrorResponse)}},
     }
     paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
     for plugin, route in routes:
         path = _PATH_PARAM.sub(r"{\1}", route.path)
+        # Unique, as OpenAPI requires, even when plugins name their handlers alike.
+        op_id = route.name or "_".join(
+            filter(None, [plugin, route.method.lower(), route.handler.__name__])
+        )
+        base, n = op_id, 1
+        while op_id in operation_ids:
+            n += 1
+            op_id = f"{base}_{n}"
+        operation_ids.add(op_id)
         op: dict[str, Any] = {
             "summary": route.summary or (route.handler.__doc__ or "").strip().split("\n")[0],
-            "operationId": route.name or f"{route.method.lower()}_{route.handler.__name__}",
+            "operationId": op_id,
             "tags": [plugin or "core"],
             "parameters": [
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -164,8 +183,10 @@ def openapi_document(
             "responses": {"4XX": error, "5XX": error},
         }
         if route.query is not None:
+            query_schema = schemas[ref(route.query)["$ref"].rsplit("/", 1)[-1]]
             for name, field in route.query.model_fields.items():
-                schema = route.query.model_json_schema()["properties"].get(name, {})
+                name = field.alias or name
+                schema = query_schema["properties"].get(name, {})
                 op["parameters"].append(
                     {
                         "name": name,

@@ -59,6 +59,9 @@ async def create_app(
     app.router.add_static("/static", STATIC_DIR, name="static")
 
     app.cleanup_ctx.extend([_database, _redis_and_cache, _websockets, _plugins])
+    # Websockets are closed when shutdown begins: the server waits for open handlers before
+    # the cleanup contexts run, and a socket left open would hold shutdown up until timeout.
+    app.on_shutdown.append(_close_websockets)
     return app
 
 
@@ -131,6 +134,12 @@ async def _websockets(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     yield
     await hub.close()
+
+
+async def _close_websockets(app: web.Application) -> None:
+    hub = app.get(HUB)
+    if hub is not None:
+        await hub.close()
 
 
 async def _plugins(app: web.Application) -> AsyncIterator[None]:

@@ -55,10 +55,13 @@ class Bus:
 class RedisBus(Bus):
     """Delivers through Redis pub/sub to every process connected to the same Redis."""
 
-    def __init__(self, redis: Redis, prefix: str = "medianest:bus:") -> None:
+    def __init__(self, redis: Redis, prefix: str | None = None) -> None:
         super().__init__()
         self._redis = redis
-        self._prefix = prefix
+        # Pub/sub channels ignore Redis's database number: put it in the channel names, so
+        # installations sharing one Redis on different databases do not hear each other.
+        db = redis.connection_pool.connection_kwargs.get("db", 0)
+        self._prefix = prefix or f"medianest:{db}:bus:"
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 

@@ -29,7 +29,7 @@ class Cache(ABC):
     """Key/value cache with TTLs and single-flight computation."""
 
     def __init__(self) -> None:
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
 
     @abstractmethod
     async def get(self, key: str) -> Any | None:
@@ -45,6 +45,8 @@ class Cache(ABC):
 
     async def close(self) -> None:
         """Release the backend's resources."""
+        for task in self._inflight.values():
+            task.cancel()
         self._inflight.clear()
 
     # Cross-process coordination; the memory backend is alone, so it always wins.
@@ -66,22 +68,21 @@ class Cache(ABC):
         cached = await self.get(key)
         if cached is not None:
             return cached
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        task = self._inflight.get(key)
+        if task is None:
+            # The computation runs in a task of its own, so a caller that goes away (a closed
+            # browser tab) does not cancel it for the others waiting on the same key.
+            task = asyncio.ensure_future(self._run(key, ttl, compute))
+            task.add_done_callback(_retrieve_exception)
+            self._inflight[key] = task
+        return await asyncio.shield(task)
+
+    async def _run(self, key: str, ttl: float, compute: Callable[[], Awaitable[T]]) -> T:
         try:
-            value = await self._compute_once(key, ttl, compute)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: a lone caller re-raises it below
-            raise
-        else:
-            future.set_result(value)
-            return value
+            return await self._compute_once(key, ttl, compute)
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
 
     async def _compute_once(self, key: str, ttl: float, compute: Callable[[], Awaitable[T]]) -> T:
         token = uuid.uuid4().hex
@@ -95,12 +96,22 @@ class Cache(ABC):
             if time.monotonic() > deadline or not await self._locked(key):
                 break
         try:
+            # Another process may have stored the value between our first look and the lock.
+            cached = await self.get(key)
+            if cached is not None:
+                return cached
             value = await compute()
             if value is not None:
                 await self.set(key, value, ttl)
             return value
         finally:
             await self._unlock(key, token)
+
+
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    # Every caller may have gone away; the failure has been reported to those still there.
+    if not task.cancelled():
+        task.exception()
 
 
 class MemoryCache(Cache):

@@ -74,8 +74,13 @@ class SchemaStatus:
 
 
 def _status(connection: Connection) -> SchemaStatus:
+    # Tables first, revision second: each read may see a newer database than the one before
+    # (another process's first migration committing in between), and a schema only appears
+    # together with its revision. The other order can see that revision missing and then
+    # the tables present, and would report a schema that is neither new nor up to date.
+    tables = inspect(connection).get_table_names()
     current = MigrationContext.configure(connection).get_current_revision()
-    empty = current is None and not inspect(connection).get_table_names()
+    empty = current is None and not tables
     return SchemaStatus(current=current, head=head_revision(), empty=empty)
 
 
@@ -109,14 +114,20 @@ async def check_schema(engine: AsyncEngine) -> None:
     if status.empty:
         await migrate(engine)
         return
+    raise SchemaError(schema_problem(status))
+
+
+def schema_problem(status: SchemaStatus) -> str:
+    """Say why a database not at head cannot be used, and what the operator should do."""
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if status.current not in known:
-        raise SchemaError(
+    # No revision at all (e.g. after `migrate --downgrade base`) is behind, not newer.
+    if status.current is not None and status.current not in known:
+        return (
             f"the database is at schema revision {status.current!r}, which this version of "
             "MediaNest does not know: it was upgraded by a newer MediaNest. Run that version, "
             "or restore a backup taken before the upgrade."
         )
-    raise SchemaError(
+    return (
         f"the database schema is at revision {status.current or 'none'}, "
         f"this MediaNest needs {status.head}. Run `medianest migrate` to upgrade it."
     )

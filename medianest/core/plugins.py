@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +99,9 @@ class PluginRegistry:
         self._contexts: dict[str, PluginContext] = {}
         self._pollers = PollerRunner()
         self._topic_owner: dict[str, str] = {}
+        self._listen = False
+        # Tells this process's own announcements apart from other processes' on the bus.
+        self._origin = uuid.uuid4().hex
 
     def bind(
         self,
@@ -119,6 +123,7 @@ class PluginRegistry:
         self._bus = bus
         self._publish = publish
         self._on_change = on_change
+        self._listen = listen
         if listen:
             bus.subscribe(BUS_CHANNEL, self._on_bus_message)
 
@@ -307,7 +312,7 @@ class PluginRegistry:
         record = self.get(name)
         await self._save(name, {"enabled": enabled})
         await self._audit(actor, "plugin.enable" if enabled else "plugin.disable", name, address)
-        await self._bus.publish(BUS_CHANNEL, {"name": name})
+        await self._announce(name)
         return record
 
     async def save_settings(
@@ -323,8 +328,16 @@ class PluginRegistry:
         await self._save(name, {"settings": data})
         # Record which settings changed, never their values: some are secrets.
         await self._audit(actor, "plugin.settings", name, address, {"fields": sorted(data)})
-        await self._bus.publish(BUS_CHANNEL, {"name": name})
+        await self._announce(name)
         return record
+
+    async def _announce(self, name: str) -> None:
+        # Apply the change here first, so that the answer to the admin already shows it
+        # (through Redis this process would otherwise hear of it only later), then tell
+        # the other processes.
+        if self._listen:
+            await self.refresh(name)
+        await self._bus.publish(BUS_CHANNEL, {"name": name, "origin": self._origin})
 
     async def _save(self, name: str, values: dict[str, Any]) -> None:
         now = datetime.now(UTC)
@@ -358,7 +371,8 @@ class PluginRegistry:
 
     async def _on_bus_message(self, message: dict[str, Any]) -> None:
         name = str(message["name"])
-        await self.refresh(name)
+        if message.get("origin") != self._origin:
+            await self.refresh(name)
         if self._on_change is not None and name in self.records:
             self._on_change(self.summary(self.records[name]))
 
@@ -390,13 +404,30 @@ class PluginRegistry:
         try:
             result = await resolve(call_with(impl.function, **kwargs))
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            if record.hook_errors.get(hook) != message:
+            if self.note_failure(record.name, hook, exc):
                 log.exception("plugin %s failed in %s", record.name, hook)
-            record.hook_errors[hook] = message
             return None
-        record.hook_errors.pop(hook, None)
+        self.note_success(record.name, hook)
         return result
+
+    def note_failure(self, name: str, what: str, exc: BaseException) -> bool:
+        """Show that ``what`` (a hook, a widget) of plugin ``name`` failed on the admin page.
+
+        Returns whether this failure is news, so that callers log it once, not on every call.
+        """
+        record = self.records.get(name)
+        if record is None:
+            return True
+        message = f"{type(exc).__name__}: {exc}"
+        news = record.hook_errors.get(what) != message
+        record.hook_errors[what] = message
+        return news
+
+    def note_success(self, name: str, what: str) -> None:
+        """``what`` of plugin ``name`` works (again): clear its failure from the admin page."""
+        record = self.records.get(name)
+        if record is not None:
+            record.hook_errors.pop(what, None)
 
     async def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call ``hook`` on every active plugin, each on its own; skip those that raise.

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported scheme {scheme!r} (use sqlite:///path/to/file.db or postgresql://…)"
             )
+        if driver.startswith("sqlite") and (
+            not rest.startswith("/") or rest.strip("/") in ("", ":memory:")
+        ):
+            # Each pooled connection would get its own in-memory database.
+            raise ValueError("SQLite needs a file, e.g. sqlite:///data/medianest.db")
         return f"{driver}://{rest}"
 
     @field_validator("redis_url")

@@ -189,8 +189,11 @@ async def _load_widget(
     except TimeoutError:
         out.error = f"{widget.title} did not answer within {timeout:g} s."
     except Exception as exc:
-        log.warning("widget %s:%s failed: %s", record.name, widget.name, exc)
+        if registry.note_failure(record.name, f"widget {widget.name}", exc):
+            log.warning("widget %s:%s failed: %s", record.name, widget.name, exc)
         out.error = f"{widget.title} is unavailable: {exc}"
+    else:
+        registry.note_success(record.name, f"widget {widget.name}")
     return out
 
 
@@ -262,14 +265,23 @@ async def widget_fragment(request: web.Request) -> web.StreamResponse:
 
 
 async def admin_plugins_page(
-    request: web.Request, *, errors: dict[str, Any] | None = None, status: int = 200
+    request: web.Request,
+    *,
+    errors: dict[str, Any] | None = None,
+    submitted: dict[str, dict[str, Any]] | None = None,
+    status: int = 200,
 ) -> web.StreamResponse:
-    """The integrations admin page: state, toggle and settings of each plugin."""
+    """The integrations admin page: state, toggle and settings of each plugin.
+
+    ``submitted`` (plugin name to form values) refills a form that was refused, so that what
+    was typed is not lost.
+    """
     registry = _registry(request)
+    submitted = submitted or {}
     plugins = [
         {
             "record": record,
-            "settings": _masked_settings(record),
+            "settings": _masked_settings(record) | submitted.get(record.name, {}),
             "fields": _form_fields(record),
             "pollers": registry.running_pollers(record.name),
         }
@@ -285,13 +297,14 @@ def _form_fields(record: PluginRecord) -> list[dict[str, Any]]:
         return []
     schema = record.settings_model.model_json_schema()
     required = set(schema.get("required", []))
+    secrets = _secret_fields(record)
     fields = []
     for name, prop in schema.get("properties", {}).items():
         kind = prop.get("type") or next(
             (alt.get("type") for alt in prop.get("anyOf", []) if alt.get("type") != "null"),
             "string",
         )
-        secret = prop.get("format") == "password" or prop.get("writeOnly", False)
+        secret = name in secrets or prop.get("format") == "password"
         fields.append(
             {
                 "name": name,
@@ -335,8 +348,17 @@ async def admin_settings(request: web.Request) -> web.StreamResponse:
     try:
         await _save_settings(request, record, data)
     except ApiError as err:
+        # Secrets are not sent back to the browser, even those just typed.
+        typed = {
+            f["name"]: data.get(f["name"], "")
+            for f in _form_fields(record)
+            if f["input"] != "password"
+        }
         return await admin_plugins_page(
-            request, errors={record.name: err.details or err.message}, status=err.status
+            request,
+            errors={record.name: err.details or err.message},
+            submitted={record.name: typed},
+            status=err.status,
         )
     raise web.HTTPSeeOther(f"/admin/plugins#plugin-{record.name}")
 

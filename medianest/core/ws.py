@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BUS_CHANNEL = "ws"
 MAX_TOPICS_PER_CLIENT = 100
+_USAGE = 'send text: {"action": "subscribe" or "unsubscribe", "topics": [...]}'
 
 
 class _Client:
@@ -118,6 +119,8 @@ class WebSocketHub:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
                     await self._on_message(client, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    await self._reply(client, {"type": "error", "message": _USAGE})
                 elif msg.type is WSMsgType.ERROR:
                     break
         finally:
@@ -134,13 +137,7 @@ class WebSocketHub:
                 raise ValueError
             topics = [str(t) for t in topics]
         except (ValueError, KeyError, TypeError):
-            await self._reply(
-                client,
-                {
-                    "type": "error",
-                    "message": 'send {"action": "subscribe" or "unsubscribe", "topics": [...]}',
-                },
-            )
+            await self._reply(client, {"type": "error", "message": _USAGE})
             return
         if action == "unsubscribe":
             for topic in topics:

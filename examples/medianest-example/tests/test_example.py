@@ -1,0 +1,47 @@
+"""The example plugin inside a real MediaNest app: enable it, read the greeting, send a ping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medianest.core.app import create_app
+from medianest.core.settings import load_settings
+
+
+async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/medianest.db", redis_url=None
+    )
+    client = await aiohttp_client(await create_app(settings))
+
+    # Installed plugins start disabled: their routes do not exist yet.
+    assert (await client.get("/example/hello")).status == 404
+
+    enabled = await client.post("/api/v1/plugins/example/enable")
+    assert enabled.status == 200, await enabled.text()
+    assert (await enabled.json())["status"] == "active"
+
+    saved = await client.put(
+        "/api/v1/plugins/example/settings", json={"greeting": "Hi from the tests"}
+    )
+    assert saved.status == 200, await saved.text()
+    hello = await client.get("/example/hello")
+    assert await hello.json() == {"greeting": "Hi from the tests"}
+
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"action": "subscribe", "topics": ["example.pings"]})
+        assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
+        pinged = await client.post("/example/ping", json={"message": "anyone there?"})
+        assert pinged.status == 200, await pinged.text()
+        event = await ws.receive_json(timeout=5)
+    assert event["topic"] == "example.pings"
+    assert event["data"]["message"] == "anyone there?"
+    assert event["data"]["count"] == 1
+
+    dashboard = await (await client.get("/")).text()
+    assert "Hi from the tests" in dashboard
+    assert "anyone there?" in dashboard
+
+    refused = await client.post("/example/ping", json={"message": ""})
+    assert refused.status == 422
