@@ -9,6 +9,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .core.api import ApiModel
+from .core.auth import ExternalIdentity, Permission
+from .core.auth_views import sign_in, sign_in_problem
 from .core.errors import ApiError
 from .core.extensions import (
     Event,
@@ -20,25 +22,33 @@ from .core.extensions import (
     RequestInfo,
     Route,
     SearchResult,
+    SignInProvider,
     Widget,
 )
 from .core.hookspecs import hookimpl
+from .core.middleware import site_url
 from .core.probe import probe
 
 __all__ = [
     "ApiError",
     "ApiModel",
     "Event",
+    "ExternalIdentity",
     "FulfilmentResult",
     "HealthResult",
     "NavItem",
+    "Permission",
     "PluginContext",
     "Poller",
     "RequestInfo",
     "Route",
     "SearchResult",
+    "SignInProvider",
     "Widget",
     "__version__",
     "hookimpl",
     "probe",
+    "sign_in",
+    "sign_in_problem",
+    "site_url",
 ]

@@ -16,12 +16,15 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
-from .core import db
+from .core import audit, db
 from .core.app import create_app
+from .core.auth import create_local_user
 from .core.bus import Bus, RedisBus
 from .core.cache import MemoryCache
-from .core.plugins import PluginNotFound, PluginRegistry
-from .core.settings import Settings, SettingsError, load_settings
+from .core.crypto import SecretBox, generate_key, key_id, write_keyring
+from .core.plugins import PluginNotFound, PluginRegistry, secret_fields
+from .core.rotation import Report, keys_in_use, reencrypt
+from .core.settings import Settings, SettingsError, key_file, load_keyring, load_settings
 
 T = TypeVar("T")
 
@@ -134,6 +137,46 @@ def migrate(ctx: click.Context, downgrade_to: str | None) -> None:
     click.echo(f"database schema at revision {status.current or 'base'} (newest: {status.head})")
 
 
+@main.command("create-admin")
+@click.option("--username", prompt=True, help="Name of the new administrator.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input instead of asking for it.",
+)
+@click.pass_context
+def create_admin(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Create a local administrator (also the way back in if every admin is locked out)."""
+    settings = _settings(ctx)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        _fail("the password must have at least 10 characters", code=2)
+
+    async def run() -> None:
+        engine = db.create_engine(settings)
+        try:
+            await db.check_schema(engine)
+            try:
+                user_id = await create_local_user(engine, username, password, role="admin")
+            except ValueError as exc:
+                _fail(str(exc), code=2)
+            await audit.record(
+                engine,
+                "user.create",
+                actor="cli",
+                target=username,
+                details={"role": "admin", "via": "create-admin", "id": str(user_id)},
+            )
+        finally:
+            await engine.dispose()
+
+    _run(run())
+    click.echo(f"administrator {username!r} created; sign in at /login")
+
+
 @main.command("check-config")
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
@@ -188,7 +231,8 @@ async def _with_registry(
         async def no_websockets(*_: Any) -> None:
             return None
 
-        registry.bind(engine, MemoryCache(), bus, no_websockets, listen=False)
+        box = SecretBox(load_keyring(settings))
+        registry.bind(engine, MemoryCache(), bus, no_websockets, listen=False, box=box)
         await registry.load_states(activate=False)
         await action(registry)
     finally:
@@ -241,3 +285,148 @@ def plugins_enable(ctx: click.Context, name: str) -> None:
 def plugins_disable(ctx: click.Context, name: str) -> None:
     """Disable the integration NAME."""
     _toggle(ctx, name, False)
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+_ENV_ROTATION = """\
+the keys come from MEDIANEST_SECRET_KEY, which this command cannot change. To rotate:
+  1. put a new key first in the comma-separated list, e.g.
+       MEDIANEST_SECRET_KEY={new},<the keys you have now>
+     and restart every MediaNest process with it;
+  2. run `medianest rotate-key --reencrypt-only` (it re-encrypts every stored secret under
+     the first key of the list);
+  3. run `medianest rotate-key --prune` to check that no stored secret needs the old keys,
+     then remove them from MEDIANEST_SECRET_KEY and restart."""
+
+
+def _secret_fields_of(registry: PluginRegistry) -> Callable[[str], set[str] | None]:
+    def fields(name: str) -> set[str] | None:
+        record = registry.records.get(name)
+        if record is None or record.status == "import error":
+            return None
+        return secret_fields(record.settings_model)
+
+    return fields
+
+
+def _warn_unreadable(report: Report) -> None:
+    if report.unreadable:
+        lines = "\n".join(f"  {where}" for where in report.unreadable)
+        click.echo(
+            f"medianest: {len(report.unreadable)} stored secret(s) cannot be decrypted with any "
+            f"key and were left as they are; enter them again:\n{lines}",
+            err=True,
+        )
+
+
+@main.command("rotate-key")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Remove the keys that no stored secret needs any more (after a rotation).",
+)
+@click.option(
+    "--reencrypt-only",
+    is_flag=True,
+    help="Re-encrypt every stored secret under the first key, without making a new key "
+    "(for keys set in MEDIANEST_SECRET_KEY, or to finish an interrupted rotation).",
+)
+@click.pass_context
+def rotate_key(ctx: click.Context, prune: bool, reencrypt_only: bool) -> None:
+    """Encrypt every stored secret under a new key, without stopping MediaNest.
+
+    Adds a new key at the top of the key file, re-encrypts every stored secret (services'
+    API keys, users' Plex tokens) under it, and keeps the old keys until --prune. Running
+    processes pick the new key up by themselves.
+    """
+    if prune and reencrypt_only:
+        _fail("--prune and --reencrypt-only do not go together", code=2)
+    settings = _settings(ctx)
+    from_env = settings.secret_key is not None
+    if from_env and not (prune or reencrypt_only):
+        _fail(_ENV_ROTATION.format(new=generate_key()))
+
+    async def run() -> None:
+        registry = PluginRegistry()
+        registry.discover()
+        await registry.collect()
+        fields_of = _secret_fields_of(registry)
+        engine = db.create_engine(settings)
+        try:
+            await db.check_schema(engine)
+            keys = load_keyring(settings)
+            if prune:
+                await _prune(engine, keys, fields_of)
+                return
+            if not reencrypt_only:
+                keys = [generate_key(), *keys]
+                write_keyring(key_file(settings), keys)
+            box = SecretBox(keys)
+            try:
+                report = await reencrypt(engine, box, fields_of)
+            except BaseException:
+                if not reencrypt_only:
+                    click.echo(
+                        "medianest: the new key is in place but the stored secrets were not "
+                        "re-encrypted; run `medianest rotate-key --reencrypt-only` to finish.",
+                        err=True,
+                    )
+                raise
+            await audit.record(
+                engine,
+                "secrets.reencrypt" if reencrypt_only else "secrets.rotate",
+                actor="cli",
+                details={"key": box.current_id, "reencrypted": report.reencrypted},
+            )
+        finally:
+            await engine.dispose()
+        _warn_unreadable(report)
+        click.echo(
+            f"{report.reencrypted} stored secret(s) re-encrypted under key {box.current_id}"
+            + (f" ({report.was_clear} of them were stored in clear)" if report.was_clear else "")
+        )
+        if not reencrypt_only:
+            click.echo(
+                f"the new key is first in {key_file(settings)}; running processes use it "
+                "without a restart. Back up the key file; `medianest rotate-key --prune` "
+                "then removes the old key(s)."
+            )
+
+    async def _prune(
+        engine: Any, keys: list[str], fields_of: Callable[[str], set[str] | None]
+    ) -> None:
+        box = SecretBox(keys)
+        report = await keys_in_use(engine, box, fields_of)
+        _warn_unreadable(report)
+        older = sum(n for kid, n in report.by_key.items() if kid != box.current_id)
+        if older:
+            _fail(
+                f"{older} stored secret(s) still need an older key; run "
+                "`medianest rotate-key --reencrypt-only` to re-encrypt them under the current "
+                f"key {box.current_id} first"
+            )
+        if report.was_clear:
+            click.echo(
+                f"medianest: {report.was_clear} secret(s) are stored in clear; "
+                "`medianest rotate-key --reencrypt-only` encrypts them",
+                err=True,
+            )
+        if len(keys) == 1:
+            click.echo(f"nothing to prune: the only key is {box.current_id}")
+            return
+        dropped = ", ".join(key_id(k) for k in keys[1:])
+        if from_env:
+            click.echo(
+                f"no stored secret needs the older key(s) ({dropped}): remove them from "
+                "MEDIANEST_SECRET_KEY, keeping only the first, and restart"
+            )
+            return
+        write_keyring(key_file(settings), keys[:1])
+        await audit.record(engine, "secrets.prune", actor="cli", details={"removed": dropped})
+        click.echo(
+            f"removed {len(keys) - 1} old key(s) ({dropped}); the key now in use is "
+            f"{box.current_id}"
+        )
+
+    _run(run())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from medianest.core.app import create_app
 from medianest.core.settings import Settings, load_settings
@@ -105,18 +105,77 @@ def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data", database_url=url)
 
 
-MakeClient = Callable[..., Awaitable[TestClient]]
+ADMIN = ("admin", "correct horse battery")
+
+
+class Client(TestClient):
+    """A test client that, once signed in, sends its session's CSRF token with state changes,
+    as MediaNest's own pages do."""
+
+    csrf: str | None = None
+    username: str | None = None
+
+    async def _request(self, method: str, path: Any, **kwargs: Any) -> Any:
+        if self.csrf and method.upper() not in ("GET", "HEAD", "OPTIONS"):
+            kwargs["headers"] = {"X-CSRF-Token": self.csrf, **(kwargs.get("headers") or {})}
+        return await super()._request(method, path, **kwargs)
+
+    async def sign_in(self, username: str, password: str) -> None:
+        resp = await self.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert resp.status == 200, await resp.text()
+        me = await (await self.get("/api/v1/auth/me")).json()
+        self.csrf, self.username = me["csrf_token"], username
+
+
+async def add_user(
+    app: Any,
+    username: str,
+    password: str,
+    *,
+    role: str = "user",
+    permissions: frozenset[str] | None = None,
+) -> Any:
+    """Create a local account directly in the app's database."""
+    from medianest.core.auth import DEFAULT_PERMISSIONS, create_local_user
+    from medianest.core.keys import ENGINE
+
+    return await create_local_user(
+        app[ENGINE],
+        username,
+        password,
+        role=role,
+        permissions=DEFAULT_PERMISSIONS if permissions is None else permissions,
+    )
+
+
+MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any) -> MakeClient:
-    """Start a real MediaNest app on loopback and return a client for it."""
+async def make_client() -> AsyncIterator[MakeClient]:
+    """Start a real MediaNest app on loopback and return a client for it, signed in as an
+    administrator unless ``sign_in=False``."""
+    clients: list[Client] = []
 
-    async def make(settings: Settings, extra_plugins: Any = ()) -> TestClient:
+    async def make(settings: Settings, extra_plugins: Any = (), *, sign_in: bool = True) -> Client:
         app = await create_app(settings, extra_plugins=extra_plugins)
-        return await aiohttp_client(app)
+        client = Client(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        if sign_in:
+            from medianest.core.auth import admin_exists
+            from medianest.core.keys import ENGINE
 
-    return make
+            if not await admin_exists(app[ENGINE]):
+                await add_user(app, *ADMIN, role="admin")
+            await client.sign_in(*ADMIN)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        await client.close()
 
 
 @pytest.fixture

@@ -1,25 +1,24 @@
 """The pages in a real browser, against a real ``medianest serve`` process.
 
-Chromium is driven by Playwright: the dashboard and its empty state, enabling the example plugin
-on the Integrations page, its widget updating live when a ping is published from outside, its
-removal when disabled, the settings forms, and the light and dark themes.
+Chromium is driven by Playwright: signing in with the local form, the dashboard and its empty
+state, enabling the example plugin on the Integrations page, its widget updating live when a
+ping is published from outside, its removal when disabled, the settings forms, and the light
+and dark themes.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
-from servers import Server, Servers
+from conftest import ADMIN, require
+from servers import Api, Server, Servers, create_admin
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -54,6 +53,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     servers = Servers(tmp_path)
+    # The operator's first step on a new installation.
+    create_admin(servers.environment("web"))
     try:
         web = servers.start("web")
         web.wait_ready()
@@ -64,10 +65,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @dataclass
 class Session:
-    """A browser context on the server, collecting what the browser's console reports."""
+    """A browser context on the server, collecting what the browser's console reports, and a
+    script's signed-in access to the same server's API (``api``)."""
 
     server: Server
     context: Any
+    api: Api
     problems: list[str] = field(default_factory=list)
     # Errors the test expects, e.g. the status of a page answering 422 on purpose.
     expected: list[str] = field(default_factory=list)
@@ -97,9 +100,25 @@ def session(browser: Any, server: Server) -> Iterator[Session]:
     )
     context.set_default_timeout(10_000)
     try:
-        yield Session(server, context)
+        session = Session(server, context, Api(server.url))
+        sign_in_with_form(session)
+        yield session
     finally:
         context.close()
+
+
+def sign_in_with_form(session: Session, next_path: str = "/") -> None:
+    """Sign in as the administrator on the local form, as a person would."""
+    page = session.new_page()
+    page.goto(next_path)
+    # Anonymous visitors are sent to the sign-in page, which brings them back afterwards.
+    expect(page).to_have_title("Sign in · MediaNest")
+    page.get_by_label("Username").fill(ADMIN[0])
+    page.get_by_label("Password").fill(ADMIN[1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(session.server.url + next_path)
+    expect(page.locator(".topbar .whoami")).to_have_text(ADMIN[0])
+    page.close()
 
 
 @pytest.fixture
@@ -110,29 +129,14 @@ def example_installed() -> None:
     )
 
 
-def post_json(server: Server, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        server.url + path,
-        data=json.dumps(body or {}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def get_json(server: Server, path: str) -> Any:
-    with urllib.request.urlopen(server.url + path, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_empty_dashboard(session: Session, tmp_path: Path) -> None:
     page = session.new_page()
     page.goto("/")
     expect(page).to_have_title("Dashboard · MediaNest")
     expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link")).to_have_text(["Dashboard", "Integrations"])
+    # An administrator sees the admin pages' links too.
+    expect(nav.get_by_role("link")).to_contain_text(["Dashboard", "Integrations"])
     expect(nav.get_by_role("link", name="Dashboard")).to_have_attribute("aria-current", "page")
     expect(page.locator(".empty")).to_contain_text("No integration is enabled yet")
     page.screenshot(path=tmp_path / "dashboard-empty.png", full_page=True)
@@ -165,7 +169,6 @@ def test_theme_follows_system_and_can_be_chosen(session: Session, tmp_path: Path
 
 @pytest.mark.usefixtures("example_installed")
 def test_example_widget_enabled_live_and_disabled(session: Session, tmp_path: Path) -> None:
-    server = session.server
     admin = session.new_page()
     admin.goto("/admin/plugins")
     card = admin.locator("#plugin-example")
@@ -185,10 +188,10 @@ def test_example_widget_enabled_live_and_disabled(session: Session, tmp_path: Pa
     expect(dashboard.locator("html")).to_have_attribute("data-subscribed", "example.pings plugins")
 
     dashboard.evaluate("window.notReloaded = true")
-    post_json(server, "/example/ping", {"message": "hello, browser"})
+    session.api.post("/example/ping", {"message": "hello, browser"})
     expect(widget.locator("[data-ping-message]")).to_have_text("hello, browser")
     expect(widget.locator("[data-ping-count]")).to_have_text("1")
-    post_json(server, "/example/ping", {"message": "and again"})
+    session.api.post("/example/ping", {"message": "and again"})
     expect(widget.locator("[data-ping-message]")).to_have_text("and again")
     expect(widget.locator("[data-ping-count]")).to_have_text("2")
     assert dashboard.evaluate("window.notReloaded") is True
@@ -204,7 +207,7 @@ def test_example_widget_enabled_live_and_disabled(session: Session, tmp_path: Pa
     expect(dashboard.locator(".empty")).to_contain_text("No integration is enabled yet")
     dashboard.goto("/")
     expect(dashboard.locator(".widget")).to_have_count(0)
-    assert get_json(server, "/api/v1/dashboard") == {"widgets": []}
+    assert session.api.get("/api/v1/dashboard") == {"widgets": []}
     session.assert_quiet_console()
 
 
@@ -214,7 +217,7 @@ def test_admin_page_shows_changes_made_elsewhere(session: Session) -> None:
     status = page.locator("#plugin-tmdb [data-status]")
     expect(status).to_have_text("inactive")
     expect(page.locator("html")).to_have_attribute("data-subscribed", "plugins")
-    post_json(session.server, "/api/v1/plugins/tmdb/enable")
+    session.api.post("/api/v1/plugins/tmdb/enable")
     expect(status).to_have_text("active")
     expect(status).to_have_class("status status-active")
     # The toggle follows, so the next click does what its label says.
@@ -224,7 +227,7 @@ def test_admin_page_shows_changes_made_elsewhere(session: Session) -> None:
     button.click()
     expect(status).to_have_text("inactive")
     expect(button).to_have_text("Enable")
-    assert get_json(session.server, "/api/v1/plugins/tmdb")["enabled"] is False
+    assert session.api.get("/api/v1/plugins/tmdb")["enabled"] is False
     session.assert_quiet_console()
 
 
@@ -247,7 +250,7 @@ def test_settings_forms(session: Session, tmp_path: Path) -> None:
     key = tmdb.get_by_label("API key (v3) or read access token (v4)")
     expect(key).to_have_attribute("type", "password")
     expect(key).not_to_have_value("secret-key-123")
-    saved = get_json(server, "/api/v1/plugins/tmdb")["settings"]
+    saved = session.api.get("/api/v1/plugins/tmdb")["settings"]
     assert saved["language"] == "fr-FR"
     assert saved["region"] == "FR"
     assert saved["api_key"] not in (None, "", "secret-key-123")
@@ -267,5 +270,36 @@ def test_settings_forms(session: Session, tmp_path: Path) -> None:
     # What was typed is still there to be corrected.
     expect(plex.get_by_label("Server URL")).to_have_value("not a url")
     page.screenshot(path=tmp_path / "settings-error.png", full_page=True)
-    assert get_json(server, "/api/v1/plugins/plex")["settings"] == {}
+    assert session.api.get("/api/v1/plugins/plex")["settings"] == {}
     session.assert_quiet_console()
+
+
+def test_sign_in_refused_then_signed_in_and_out(browser: Any, server: Server) -> None:
+    context = browser.new_context(base_url=server.url)
+    context.set_default_timeout(10_000)
+    session = Session(server, context, Api(server.url))
+    try:
+        page = session.new_page()
+        page.goto("/admin/plugins")
+        expect(page).to_have_url(server.url + "/login?next=/admin/plugins")
+        page.get_by_label("Username").fill(ADMIN[0])
+        page.get_by_label("Password").fill("not the password")
+        session.expected.append(f"status of 401 (Unauthorized) ({server.url}/login)")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_have_text(
+            "That username and password do not match an enabled account."
+        )
+        # The form is there again for a second try, which takes the visitor where they wanted.
+        page.get_by_label("Username").fill(ADMIN[0])
+        page.get_by_label("Password").fill(ADMIN[1])
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(server.url + "/admin/plugins")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Integrations")
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(server.url + "/login")
+        page.goto("/")
+        expect(page).to_have_url(server.url + "/login?next=/")
+        session.assert_quiet_console()
+    finally:
+        context.close()

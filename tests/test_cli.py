@@ -23,18 +23,35 @@ from medianest.core import db
 from medianest.core.settings import load_settings
 
 BUILT_IN = ["arr", "plex", "tautulli", "tmdb", "youtube"]
-TABLES = {"users", "sessions", "media_items", "requests", "approvals", "plugin_states", "audit_log"}
+TABLES = {
+    "users",
+    "sessions",
+    "media_items",
+    "requests",
+    "approvals",
+    "plugin_states",
+    "audit_log",
+    "user_identities",
+    "api_tokens",
+    "app_state",
+}
 SCRIPT = Path(sys.executable).with_name("medianest")
 
 
 def medianest(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m medianest ARGS`` in ``cwd`` with the test's environment plus ``env``."""
     return subprocess.run(
         [sys.executable, "-m", "medianest", *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -65,6 +82,7 @@ HELP = {
     "plugins list": "whether it is enabled",
     "plugins enable": "NAME",
     "plugins disable": "NAME",
+    "create-admin": "--password-stdin",
 }
 
 
@@ -338,3 +356,104 @@ def test_serve_on_a_port_in_use(tmp_path: Path) -> None:
         result = medianest("serve", "--port", str(port), cwd=tmp_path, timeout=30)
     assert_clean_failure(result)
     assert "could not start" in result.stderr and "address already in use" in result.stderr
+
+
+# --- create-admin ---------------------------------------------------------------------------
+
+
+def _users(database: Path) -> list[tuple[str, str, str]]:
+    with closing(sqlite3.connect(database)) as conn:
+        return conn.execute("SELECT username, role, password_hash FROM users").fetchall()
+
+
+async def test_create_admin_who_then_signs_in(tmp_path: Path) -> None:
+    created = medianest(
+        "create-admin",
+        "--username",
+        "ops",
+        "--password-stdin",
+        cwd=tmp_path,
+        stdin="a long enough secret\n",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "administrator 'ops' created" in created.stdout
+    # The password is stored only as an Argon2id hash.
+    [(username, role, password_hash)] = _users(tmp_path / "data" / "medianest.db")
+    assert (username, role) == ("ops", "admin")
+    assert password_hash.startswith("$argon2id$") and "a long enough secret" not in password_hash
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "serve",
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(lambda: _healthy(port), seconds=30)
+        base = f"http://127.0.0.1:{port}"
+        # A browser keeps cookies of a numeric host; aiohttp does only when told to.
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as session:
+            async with session.get(f"{base}/api/v1/auth/me") as anonymous:
+                assert anonymous.status == 401
+            wrong = {"username": "ops", "password": "not the secret"}
+            async with session.post(f"{base}/api/v1/auth/login", json=wrong) as refused:
+                assert refused.status == 401
+            right = {"username": "ops", "password": "a long enough secret"}
+            async with session.post(f"{base}/api/v1/auth/login", json=right) as login:
+                assert login.status == 200, await login.text()
+            async with session.get(f"{base}/api/v1/auth/me") as me:
+                assert me.status == 200
+                body = await me.json()
+            assert (body["username"], body["role"]) == ("ops", "admin")
+            async with session.get(f"{base}/api/v1/plugins") as plugins:
+                assert plugins.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(20):
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+def test_create_admin_refuses_a_name_taken(tmp_path: Path) -> None:
+    first = medianest(
+        "create-admin",
+        "--username",
+        "ops",
+        "--password-stdin",
+        cwd=tmp_path,
+        stdin="a long enough secret\n",
+    )
+    assert first.returncode == 0, first.stderr
+    for name in ("ops", "OPS"):
+        again = medianest(
+            "create-admin",
+            "--username",
+            name,
+            "--password-stdin",
+            cwd=tmp_path,
+            stdin="another long secret\n",
+        )
+        assert again.returncode == 2
+        assert_clean_failure(again)
+        assert f"a local account named {name!r} already exists" in again.stderr
+    # The first account is untouched and still the only one.
+    assert [u[:2] for u in _users(tmp_path / "data" / "medianest.db")] == [("ops", "admin")]
+
+
+def test_create_admin_refuses_a_short_password(tmp_path: Path) -> None:
+    result = medianest(
+        "create-admin", "--username", "ops", "--password-stdin", cwd=tmp_path, stdin="short\n"
+    )
+    assert result.returncode == 2
+    assert_clean_failure(result)
+    assert "the password must have at least 10 characters" in result.stderr
+    assert not (tmp_path / "data" / "medianest.db").exists()

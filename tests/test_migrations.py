@@ -30,6 +30,10 @@ TABLES = {
     "approvals",
     "plugin_states",
     "audit_log",
+    # 0002: accounts
+    "user_identities",
+    "api_tokens",
+    "app_state",
 }
 
 

@@ -18,8 +18,11 @@ import aiohttp
 import asyncpg
 import pytest
 from conftest import require, wait_for
-from servers import Server, Servers
+from servers import Server, Servers, create_admin, sign_in
+from yarl import URL
 
+from medianest.core.auth import SESSION_COOKIE
+from medianest.core.crypto import generate_key
 from medianest.core.db import head_revision
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -40,21 +43,30 @@ def example_installed() -> None:
 def pair(
     example_installed: None, pg_url: str, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[Server, Server]]:
-    """Processes A and B, started at the same moment on a new, empty database."""
+    """Processes A and B, started at the same moment on a new, empty database, with an
+    administrator made with ``medianest create-admin`` once they run."""
     servers = Servers(tmp_path)
+    # Processes behind one load balancer share the secret key, as they share the database.
+    shared = {"database_url": pg_url, "redis_url": redis_url, "secret_key": generate_key()}
     try:
-        a = servers.start("a", database_url=pg_url, redis_url=redis_url)
-        b = servers.start("b", database_url=pg_url, redis_url=redis_url)
+        a = servers.start("a", **shared)
+        b = servers.start("b", **shared)
         a.wait_ready()
         b.wait_ready()
+        create_admin(a.env)
         yield a, b
     finally:
         servers.stop_all()
 
 
 @pytest.fixture
-async def http() -> Any:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+async def http(pair: tuple[Server, Server]) -> Any:
+    """A client signed in on A. Cookies do not tell ports apart, so it sends the same session
+    cookie to B, as a browser behind a load balancer reaches whichever process answers."""
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as session:
+        await sign_in(session, pair[0].url)
         yield session
 
 
@@ -248,6 +260,20 @@ async def test_client_of_one_process_sees_toggle_made_on_the_other(
         event = await next_event(ws, "plugins")
         assert (event["data"]["name"], event["data"]["status"]) == ("example", "inactive")
     assert await status_of(http, a.url + "/example/hello") == 404
+
+
+async def test_signing_out_on_one_process_ends_the_session_on_the_other(
+    pair: tuple[Server, Server], http: aiohttp.ClientSession
+) -> None:
+    a, b = pair
+    assert await status_of(http, b.url + "/api/v1/auth/me") == 200
+    assert await status_of(http, a.url + "/api/v1/auth/me") == 200
+    cookie = http.cookie_jar.filter_cookies(URL(a.url))[SESSION_COOKIE].value
+    await post(http, b.url + "/api/v1/auth/logout")
+    # A had the session in the shared cache; it is refused there at the next request.
+    async with aiohttp.ClientSession(headers={"Cookie": f"{SESSION_COOKIE}={cookie}"}) as stale:
+        assert await status_of(stale, a.url + "/api/v1/auth/me") == 401
+        assert await status_of(stale, a.url + "/api/v1/plugins") == 401
 
 
 async def test_each_stops_cleanly_with_clients_connected(

@@ -17,11 +17,12 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
-from conftest import MakeClient
+from conftest import ADMIN, MakeClient, add_user
 from plugins_for_tests import ProbePlugin
 
 from medianest.core.app import create_app
-from medianest.core.keys import HUB, REGISTRY
+from medianest.core.auth import SESSION_COOKIE
+from medianest.core.keys import HUB, REGISTRY, TOKENS
 from medianest.core.settings import Settings, load_settings
 
 Message = dict[str, Any]
@@ -47,6 +48,12 @@ async def receive_matching(
         message = await receive(ws, max(deadline - time.monotonic(), 0.01))
         if message.get("topic") == topic and message["data"].get(key) == value:
             return message
+
+
+def session_cookie(client: TestClient) -> str:
+    """The signed-in client's session cookie, as a browser sends it."""
+    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/"))
+    return f"{SESSION_COOKIE}={cookies[SESSION_COOKIE].value}"
 
 
 async def publish_through_route(client: TestClient, name: str, data: Message) -> None:
@@ -162,6 +169,34 @@ async def test_malformed_messages_get_an_error_and_the_socket_stays_open(
         assert client.app[HUB].connections == 1
 
 
+async def test_only_signed_in_users_get_a_socket(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    client = await make_client(sqlite_settings)
+    url = client.make_url("/ws")
+    async with aiohttp.ClientSession() as stranger:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await stranger.ws_connect(url)
+        assert refused.value.status == 401
+        assert client.app[HUB].connections == 0
+
+        # A script with an API token may listen too.
+        user = await add_user(client.app, "script-owner", "a long password")
+        _, token = await client.app[TOKENS].create(user, "listener")
+        async with stranger.ws_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send_json({"action": "subscribe", "topics": ["plugins"]})
+            assert await receive(ws) == {"type": "subscribed", "topics": ["plugins"]}
+
+        # The cookie of a session that was signed out no longer opens one.
+        cookie = session_cookie(client)
+        async with client.ws_connect("/ws"):
+            pass
+        assert (await client.post("/api/v1/auth/logout")).status == 200
+        with pytest.raises(aiohttp.WSServerHandshakeError) as ended:
+            await stranger.ws_connect(url, headers={"Cookie": cookie})
+        assert ended.value.status == 401
+
+
 # --- slow clients ------------------------------------------------------------------------------
 
 
@@ -172,7 +207,7 @@ class RawWebSocket:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> RawWebSocket:
+    async def connect(cls, host: str, port: int, cookie: str) -> RawWebSocket:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
@@ -183,7 +218,7 @@ class RawWebSocket:
             (
                 f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
+                f"Cookie: {cookie}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
         await writer.drain()
@@ -229,7 +264,9 @@ async def test_a_slow_client_is_dropped_while_others_keep_up(
     ctx = client.app[REGISTRY].context("probe")
     subscribe = orjson.dumps({"action": "subscribe", "topics": [probe.topic]})
 
-    slow = await RawWebSocket.connect(str(client.host), int(client.port or 0))
+    slow = await RawWebSocket.connect(
+        str(client.host), int(client.port or 0), session_cookie(client)
+    )
     await slow.send(0x1, subscribe)
     assert await slow.read_frame() == (0x1, b'{"type":"subscribed","topics":["probe-events"]}')
     # From here on the slow client reads nothing.
@@ -281,7 +318,11 @@ async def test_every_socket_is_closed_at_shutdown(
     sqlite_settings: Settings, aiohttp_server: Any
 ) -> None:
     server = await aiohttp_server(await create_app(sqlite_settings))
-    async with aiohttp.ClientSession() as session:
+    await add_user(server.app, *ADMIN, role="admin")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        login = {"username": ADMIN[0], "password": ADMIN[1]}
+        async with session.post(server.make_url("/api/v1/auth/login"), json=login) as resp:
+            assert resp.status == 200
         sockets = [await session.ws_connect(server.make_url("/ws")) for _ in range(3)]
         for ws in sockets:
             await ws.send_json({"action": "subscribe", "topics": ["plugins"]})

@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from .errors import ApiError, json_response
 from .extensions import PluginContext, Route, call_with, resolve
+from .middleware import guard
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 MAX_BODY_BYTES = 1024 * 1024
@@ -106,6 +107,9 @@ def make_handler(
 
     async def handler(request: web.Request) -> web.StreamResponse:
         kwargs: dict[str, Any] = {"request": request}
+        # Who may ask comes first: a visitor who is not signed in learns nothing, not even
+        # which integrations are enabled.
+        await guard(request, route)
         if plugin is not None:
             assert is_active is not None and context is not None
             if not is_active(plugin):
@@ -118,6 +122,8 @@ def make_handler(
         return to_response(await resolve(call_with(route.handler, **kwargs)))
 
     handler.__name__ = getattr(route.handler, "__name__", "handler")
+    # Lets a test walk the router and prove every route declares who may call it.
+    handler.medianest_access = route.access  # type: ignore[attr-defined]
     return handler
 
 

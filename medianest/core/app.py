@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -20,12 +21,30 @@ from redis.asyncio import Redis
 from .. import __version__
 from . import db, views
 from .api import add_routes
+from .auth import ApiTokens, SessionPolicy, Sessions
 from .bus import Bus, RedisBus
 from .cache import MemoryCache, RedisCache
+from .crypto import SecretBox
 from .errors import error_middleware
-from .keys import BUS, CACHE, ENGINE, HUB, REDIS, REGISTRY, SECRET_KEY, SETTINGS
+from .keys import (
+    BOX,
+    BUS,
+    CACHE,
+    ENGINE,
+    HUB,
+    INSTALLATION_ID,
+    LIMITS,
+    PROXIES,
+    REDIS,
+    REGISTRY,
+    SESSIONS,
+    SETTINGS,
+    TOKENS,
+)
+from .middleware import anon_cookie_middleware, auth_middleware, on_response_prepare
 from .plugins import PluginRegistry
-from .settings import Settings, ensure_secret_key
+from .security import RateLimits, TrustedProxies
+from .settings import Settings, load_keyring
 from .ws import WebSocketHub
 
 log = logging.getLogger(__name__)
@@ -44,8 +63,13 @@ async def create_app(
 
     ``extra_plugins`` registers plugin objects that are not installed as packages (tests).
     """
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware, anon_cookie_middleware],
+        client_max_size=1024 * 1024,
+    )
     app[SETTINGS] = settings
+    app[PROXIES] = TrustedProxies(settings.trusted_proxies)
+    app.on_response_prepare.append(on_response_prepare)
 
     registry = PluginRegistry()
     registry.discover(extra_plugins)
@@ -58,7 +82,7 @@ async def create_app(
         add_routes(app.router, record.routes, record.name, registry.is_active, registry.context)
     app.router.add_static("/static", STATIC_DIR, name="static")
 
-    app.cleanup_ctx.extend([_database, _redis_and_cache, _websockets, _plugins])
+    app.cleanup_ctx.extend([_database, _redis_and_cache, _accounts, _websockets, _plugins])
     # Websockets are closed when shutdown begins: the server waits for open handlers before
     # the cleanup contexts run, and a socket left open would hold shutdown up until timeout.
     app.on_shutdown.append(_close_websockets)
@@ -86,10 +110,15 @@ def _setup_templates(app: web.Application, registry: PluginRegistry) -> None:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[SECRET_KEY] = ensure_secret_key(settings)
+    # Re-read when another process rotated the key; a key file deleted meanwhile is not
+    # replaced by a new key (the keys in memory go on working until it is restored).
+    app[BOX] = SecretBox(
+        load_keyring(settings), reload=lambda: load_keyring(settings, create=False)
+    )
     engine = db.create_engine(settings)
     try:
         await db.check_schema(engine)
+        app[INSTALLATION_ID] = await db.installation_id(engine)
     except BaseException:
         await engine.dispose()
         raise
@@ -119,6 +148,20 @@ async def _redis_and_cache(app: web.Application) -> AsyncIterator[None]:
     yield
     await bus.close()
     await redis.aclose()
+
+
+async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    policy = SessionPolicy(
+        idle=timedelta(days=settings.session_idle_days),
+        absolute=timedelta(days=settings.session_max_days),
+    )
+    app[SESSIONS] = Sessions(app[ENGINE], app[CACHE], policy)
+    app[TOKENS] = ApiTokens(app[ENGINE], app[CACHE])
+    app[LIMITS] = RateLimits(
+        settings.redis_url, sign_in=settings.rate_limit_sign_in, api=settings.rate_limit_api
+    )
+    yield
 
 
 async def _websockets(app: web.Application) -> AsyncIterator[None]:
@@ -151,6 +194,8 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
         app[BUS],
         hub.publish,
         on_change=lambda summary: hub.deliver_local("plugins", "changed", summary),
+        installation_id=app[INSTALLATION_ID],
+        box=app[BOX],
     )
     await registry.load_states()
     yield

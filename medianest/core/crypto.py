@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+log = logging.getLogger(__name__)
 
 PREFIX = "enc:v1:"
 
@@ -67,7 +70,23 @@ class SecretBox:
     def _load(self, keys: list[str]) -> None:
         self._keys = {key_id(k): AESGCM(_derive(k, b"medianest secrets")) for k in keys}
         self.current_id = key_id(keys[0])
-        self._signing_key = _derive(keys[0], b"medianest signing")
+        # Signs with the newest key; MACs made under an older key of the keyring still verify,
+        # so that pages opened before a rotation keep working until the old key is pruned.
+        self._signing_keys = [_derive(k, b"medianest signing") for k in keys]
+
+    def reload(self) -> bool:
+        """Re-read the keyring (a rotation may have put a new key first); True if it changed."""
+        if self._reload is None:
+            return False
+        try:
+            keys = self._reload()
+        except OSError as exc:
+            log.warning("could not re-read the keyring, keeping the keys in use: %s", exc)
+            return False
+        if not keys or [key_id(k) for k in keys] == list(self._keys):
+            return False
+        self._load(keys)
+        return True
 
     @property
     def key_ids(self) -> list[str]:
@@ -75,6 +94,9 @@ class SecretBox:
 
     def encrypt(self, plaintext: str, *, associated: str = "") -> str:
         """Encrypt ``plaintext``; ``associated`` binds it to where it is stored (not secret)."""
+        # After a rotation by another process, encrypt under the new key, not the one this
+        # process started with (encrypting is rare: reading the key file each time is cheap).
+        self.reload()
         nonce = os.urandom(12)
         sealed = self._keys[self.current_id].encrypt(nonce, plaintext.encode(), associated.encode())
         return f"{PREFIX}{self.current_id}:{_b64(nonce)}:{_b64(sealed)}"
@@ -86,8 +108,8 @@ class SecretBox:
             kid, nonce, sealed = stored[len(PREFIX) :].split(":")
         except ValueError:
             raise DecryptionError("the encrypted secret is malformed") from None
-        if kid not in self._keys and self._reload is not None:
-            self._load(self._reload())
+        if kid not in self._keys:
+            self.reload()
         aead = self._keys.get(kid)
         if aead is None:
             raise DecryptionError(f"no key {kid} in the keyring; was the key file replaced?")
@@ -101,22 +123,32 @@ class SecretBox:
 
     def sign(self, message: str) -> str:
         """A MAC of ``message`` under the current key (CSRF tokens, pending sign-ins)."""
-        return _b64(hmac.new(self._signing_key, message.encode(), hashlib.sha256).digest())
+        return self._mac(self._signing_keys[0], message)
 
-    def hash_token(self, token: str) -> str:
-        """The stored form of a session or API token: a keyed hash, useless without the key."""
-        return hashlib.sha256(token.encode()).hexdigest()
+    def verify(self, message: str, mac: str) -> bool:
+        """Whether ``mac`` was made by :meth:`sign` under any key of the keyring."""
+        if self._verify(message, mac):
+            return True
+        # Another process may have signed under a key this one has not read yet.
+        return self.reload() and self._verify(message, mac)
 
+    def _verify(self, message: str, mac: str) -> bool:
+        return any(hmac.compare_digest(self._mac(k, message), mac) for k in self._signing_keys)
 
-def read_keyring(path: Path) -> list[str]:
-    """Keys of a key file, newest first: one per line."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    @staticmethod
+    def _mac(key: bytes, message: str) -> str:
+        return _b64(hmac.new(key, message.encode(), hashlib.sha256).digest())
 
 
 def write_keyring(path: Path, keys: list[str]) -> None:
     """Replace the key file atomically, readable by its owner only."""
     tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover file would keep its own mode: start afresh so the mode is 0600.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(keys) + "\n")
+        # On disk before anything is encrypted under a new key: losing it loses the secrets.
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -7,6 +7,7 @@ start on a database that is behind the code and names the command that brings it
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy import Connection, event, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .models import AppState
 from .settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -131,3 +134,20 @@ def schema_problem(status: SchemaStatus) -> str:
         f"the database schema is at revision {status.current or 'none'}, "
         f"this MediaNest needs {status.head}. Run `medianest migrate` to upgrade it."
     )
+
+
+async def installation_id(engine: AsyncEngine) -> str:
+    """This installation's stable identifier (e.g. Plex's ``X-Plex-Client-Identifier``)."""
+    query = select(AppState.value).where(AppState.key == "installation")
+    try:
+        async with engine.begin() as conn:
+            value = (await conn.execute(query)).scalar()
+            if value is not None:
+                return str(value["id"])
+            new_id = str(uuid.uuid4())
+            await conn.execute(insert(AppState).values(key="installation", value={"id": new_id}))
+            return new_id
+    except IntegrityError:
+        pass  # another process created it at the same moment: use theirs
+    async with engine.connect() as conn:
+        return str((await conn.execute(query)).scalar_one()["id"])

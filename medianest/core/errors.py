@@ -38,13 +38,20 @@ class ApiError(Exception):
     """A failure with an HTTP status, a machine-readable code and a message for people."""
 
     def __init__(
-        self, status: int, message: str, *, code: str | None = None, details: Any = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or _CODES.get(status, "error")
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -86,7 +93,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as err:
-        return await _render(request, err)
+        response = await _render(request, err)
+        response.headers.update(err.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

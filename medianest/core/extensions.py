@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
+from .http import ServiceClient, ServiceConfig, close_all
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -56,7 +58,12 @@ class PluginContext:
     cache: Cache
     db: AsyncEngine
     _publish: Publisher = field(repr=False)
+    # This installation's stable identifier (e.g. Plex's ``X-Plex-Client-Identifier``).
+    installation_id: str = ""
+    # What the plugin keeps while it is active (HTTP clients, say); each activation starts empty.
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
     log: logging.Logger = field(init=False, repr=False)
+    _clients: dict[str, ServiceClient] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log = logging.getLogger(f"medianest.plugins.{self.name}")
@@ -64,6 +71,42 @@ class PluginContext:
     async def publish(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
         """Send ``event`` with ``data`` to every websocket client subscribed to ``topic``."""
         await self._publish(topic, event, data)
+
+    def service_client(
+        self,
+        service: str,
+        instance: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        label: str = "",
+        **options: Any,
+    ) -> ServiceClient:
+        """The client for one service instance (timeouts, retries, breaker, cache, metrics).
+
+        The same arguments give the same pooled client while the plugin is active; every
+        client is closed when the plugin is deactivated. ``options`` are further
+        :class:`~medianest.core.http.ServiceConfig` fields (``read_timeout``, ``retries``...).
+        """
+        config = ServiceConfig(
+            service=service,
+            instance=instance,
+            base_url=base_url,
+            headers=dict(headers or {}),
+            params=dict(params or {}),
+            label=label,
+            **options,
+        )
+        key = repr(config)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = ServiceClient(config, self.cache)
+        return client
+
+    async def close_clients(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await close_all(clients)
 
 
 Handler = Callable[..., Awaitable[Any]]
@@ -88,6 +131,11 @@ class Route:
     name: str | None = None
     # Pages and fragments are left out of the OpenAPI document.
     include_in_schema: bool = True
+    # Who may call it: "public", "user" (anyone signed in) or a permission name. Closed by
+    # default; "public" is for sign-in pages and receivers that check their own secret.
+    access: str = "user"
+    # State changes made with a session cookie must carry the page's CSRF token.
+    csrf: bool = True
 
 
 @dataclass(frozen=True)
@@ -171,11 +219,21 @@ class Event:
 
 
 @dataclass(frozen=True)
+class SignInProvider:
+    """A way to sign in, shown as a button on the sign-in page; ``start_path`` begins it."""
+
+    name: str
+    label: str
+    start_path: str
+
+
+@dataclass(frozen=True)
 class NavItem:
-    """A link in the navigation bar."""
+    """A link in the navigation bar, shown to users who hold ``permission`` (if set)."""
 
     label: str
     href: str
+    permission: str | None = None
 
 
 Json = dict[str, Any] | list[Any]

@@ -29,6 +29,7 @@ from .extensions import (
     RequestInfo,
     Route,
     SearchResult,
+    SignInProvider,
     Widget,
 )
 
@@ -76,6 +77,15 @@ def register_settings_model() -> type[BaseModel]:
 
 
 @hookspec
+def register_sign_in_providers() -> list[SignInProvider]:
+    """Return the ways of signing in this plugin offers (buttons on the sign-in page).
+
+    The provider's own routes (``access="public"``) do the work and finish with
+    ``medianest.sign_in``.
+    """
+
+
+@hookspec
 def register_template_dirs() -> list[Path]:
     """Return folders of Jinja templates this plugin's widgets and pages use."""
 
@@ -113,6 +123,18 @@ def check_health(plugin: PluginContext) -> HealthResult | list[HealthResult]:
     """Report the state of each service this plugin talks to.
 
     :param plugin: the plugin's context, with its current settings.
+    """
+
+
+@hookspec
+def check_connection(settings: Any, plugin: PluginContext) -> HealthResult | list[HealthResult]:
+    """Try proposed settings for real (reach the service, check the key) before they are saved.
+
+    Any result whose status is "down" or "degraded" refuses the save, with its message shown to
+    the admin. Results should carry the service's version when it is known.
+
+    :param settings: the proposed settings, an instance of the plugin's settings model.
+    :param plugin: the plugin's context (with the settings currently in force).
     """
 
 

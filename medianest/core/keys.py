@@ -1,4 +1,4 @@
-"""Typed keys of everything the application object holds; declared once, here."""
+"""Typed keys of everything the application and its requests hold; declared once, here."""
 
 from __future__ import annotations
 
@@ -6,17 +6,30 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .auth import ApiTokens, CurrentUser, Sessions
 from .bus import Bus
 from .cache import Cache
+from .crypto import SecretBox
 from .plugins import PluginRegistry
+from .security import RateLimits, TrustedProxies
 from .settings import Settings
 from .ws import WebSocketHub
 
 SETTINGS = web.AppKey("settings", Settings)
-SECRET_KEY = web.AppKey("secret_key", str)
+BOX = web.AppKey("box", SecretBox)
 ENGINE = web.AppKey("engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
 CACHE = web.AppKey("cache", Cache)
 BUS = web.AppKey("bus", Bus)
 HUB = web.AppKey("hub", WebSocketHub)
 REGISTRY = web.AppKey("registry", PluginRegistry)
+SESSIONS = web.AppKey("sessions", Sessions)
+TOKENS = web.AppKey("tokens", ApiTokens)
+LIMITS = web.AppKey("limits", RateLimits)
+PROXIES = web.AppKey("proxies", TrustedProxies)
+INSTALLATION_ID = web.AppKey("installation_id", str)
+
+# Per request: who is asking, from where, and over what.
+USER = web.RequestKey("user", CurrentUser)
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
+HTTPS = web.RequestKey("https", bool)

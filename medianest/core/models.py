@@ -23,7 +23,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JsonType}
+    type_annotation_map = {dict[str, Any]: JsonType, list[str]: JsonType}
 
 
 class User(Base):
@@ -38,10 +38,59 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     preferences: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Permission names (see medianest.core.auth.Permission); admins have them all.
+    permissions: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # Per-user limits such as {"movies": {"limit": 10, "days": 7}}, "seasons" alike, and
+    # {"downloads": {"limit": 5}} per hour; a missing entry means the default.
+    quotas: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Argon2id hash; set only for local accounts that sign in with a password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class UserIdentity(Base):
+    """A user's account at a sign-in provider (Plex now; OpenID Connect later)."""
+
+    __tablename__ = "user_identities"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The provider's token for this user (e.g. their Plex token), encrypted.
+    secret: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_user_identities_user_id", "user_id"),)
+
+
+class ApiToken(Base):
+    """A named token a user made for scripts; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)
+
+
+class AppState(Base):
+    """Small facts about this installation, such as its stable client identifier."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Session(Base):
@@ -54,6 +103,8 @@ class Session(Base):
     # Only a hash of the cookie value is stored, so a database dump signs nobody in.
     session_token: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Idle expiry counts from here; absolute expiry is expires_at.
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import typing
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,20 +24,23 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import hookspecs
+from . import audit, hookspecs
 from .bus import Bus
 from .cache import Cache
+from .crypto import DecryptionError, SecretBox, is_encrypted
 from .extensions import (
+    HealthResult,
     PluginContext,
     Poller,
     Publisher,
     Route,
+    SignInProvider,
     Widget,
     call_with,
     resolve,
 )
 from .jobs import PollerRunner
-from .models import AuditLog, PluginState
+from .models import PluginState
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +54,17 @@ class PluginNotFound(LookupError):
     """No plugin of that name is installed."""
 
 
+class PluginSecretsUnreadable(Exception):
+    """A plugin's stored secrets do not decrypt with the keys MediaNest has now."""
+
+
 class PluginSettingsInvalid(ValueError):
     """Settings that the plugin's settings model refuses; ``errors`` says which and why."""
 
-    def __init__(self, plugin: str, errors: list[dict[str, Any]]) -> None:
-        super().__init__(f"invalid settings for {plugin}")
+    def __init__(
+        self, plugin: str, errors: list[dict[str, Any]], message: str | None = None
+    ) -> None:
+        super().__init__(message or f"the settings of {plugin} are not valid; see details")
         self.errors = errors
 
 
@@ -76,6 +86,7 @@ class PluginRecord:
     pollers: list[Poller] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     template_dirs: list[Path] = field(default_factory=list)
+    sign_in_providers: list[SignInProvider] = field(default_factory=list)
     # The last failure of each hook, shown on the admin page until the hook succeeds again.
     hook_errors: dict[str, str] = field(default_factory=dict)
 
@@ -112,18 +123,23 @@ class PluginRegistry:
         *,
         on_change: Callable[[dict[str, Any]], None] | None = None,
         listen: bool = True,
+        installation_id: str = "",
+        box: SecretBox | None = None,
     ) -> None:
         """Hand the registry the resources opened at start-up; plugins are activated after.
 
         ``on_change`` is told of each plugin whose state this process has just applied.
         ``listen=False`` (the command line) announces changes without applying them here.
+        ``box`` encrypts the secret fields of plugins' settings before they are stored.
         """
         self._engine = engine
+        self._box = box
         self._cache = cache
         self._bus = bus
         self._publish = publish
         self._on_change = on_change
         self._listen = listen
+        self._installation_id = installation_id
         if listen:
             bus.subscribe(BUS_CHANNEL, self._on_bus_message)
 
@@ -178,6 +194,7 @@ class PluginRegistry:
             record.pollers = await self._registered(record, "register_pollers")
             record.topics = await self._registered(record, "register_ws_topics")
             record.template_dirs = await self._registered(record, "register_template_dirs")
+            record.sign_in_providers = await self._registered(record, "register_sign_in_providers")
             model = await self._call_impl(record, "register_settings_model", {})
             record.settings_model = model if isinstance(model, type) else None
             for topic in record.topics:
@@ -215,6 +232,7 @@ class PluginRegistry:
                 cache=self._cache,
                 db=self._engine,
                 _publish=self._publish,
+                installation_id=self._installation_id,
             )
             self._contexts[name] = ctx
         return ctx
@@ -222,8 +240,9 @@ class PluginRegistry:
     def _settings_object(self, record: PluginRecord) -> Any:
         if record.settings_model is None:
             return dict(record.raw_settings)
+        values = self._decrypted(record.name, record.settings_model, record.raw_settings)
         try:
-            return record.settings_model.model_validate(record.raw_settings)
+            return record.settings_model.model_validate(values)
         except ValidationError:
             # Saved settings no longer fit the model (the plugin changed): start from defaults.
             log.warning("stored settings of %s do not fit its model; using defaults", record.name)
@@ -271,7 +290,12 @@ class PluginRegistry:
 
     async def _activate(self, record: PluginRecord) -> None:
         self._contexts.pop(record.name, None)
-        ctx = self.context(record.name)
+        try:
+            ctx = self.context(record.name)
+        except PluginSecretsUnreadable as exc:
+            log.error("plugin %s cannot start: %s", record.name, exc)
+            record.status, record.error = "failed", str(exc)
+            return
         try:
             impl = self._impl(record, "activate")
             if impl is not None:
@@ -291,7 +315,9 @@ class PluginRegistry:
         if was_active:
             await self._call_impl(record, "deactivate", {"plugin": self.context(record.name)})
             log.info("plugin %s inactive", record.name)
-        self._contexts.pop(record.name, None)
+        ctx = self._contexts.pop(record.name, None)
+        if ctx is not None:
+            await ctx.close_clients()
 
     async def close(self) -> None:
         """Deactivate every plugin (at shutdown)."""
@@ -316,20 +342,123 @@ class PluginRegistry:
         return record
 
     async def save_settings(
-        self, name: str, data: dict[str, Any], *, actor: str = "system", address: str | None = None
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        keep_secrets: Iterable[str] = (),
+        actor: str = "system",
+        address: str | None = None,
     ) -> PluginRecord:
-        """Validate and store a plugin's settings, then re-activate it everywhere."""
+        """Validate and store a plugin's settings, then re-activate it everywhere.
+
+        Secret fields are stored encrypted. ``keep_secrets`` names secret fields whose stored
+        value stays as it is (a form sends back the mask it was shown, not the secret).
+        """
         record = self.get(name)
-        if record.settings_model is not None:
+        model = record.settings_model
+        if model is not None:
+            secrets = secret_fields(model)
+            keep = set(keep_secrets) & secrets
+            # The stored row, not this process's copy, which may predate a key rotation.
+            stored = await self._stored_settings(name) if keep else {}
+            if keep and self._box is not None:
+                self._box.reload()  # "the current key" is the key file's first, as it is now
+            # A kept secret stays as stored when it is under the current key (so that an
+            # unchanged form changes nothing), and when it no longer decrypts (the plugin
+            # keeps showing why); it is validated as what it decrypts to.
+            as_stored: dict[str, str] = {}
+            for field_name in keep:
+                value = stored.get(field_name)
+                if not isinstance(value, str) or value == "":
+                    continue
+                try:
+                    plain = self._decrypted(name, model, {field_name: value})[field_name]
+                except PluginSecretsUnreadable:
+                    plain = as_stored[field_name] = value
+                else:
+                    current = self._box is not None and not self._box.needs_rotation(value)
+                    if is_encrypted(value) and current:
+                        as_stored[field_name] = value
+                data = {**data, field_name: plain}
             try:
-                data = _plain(record.settings_model.model_validate(data))
+                proposed = model.model_validate(data)
             except ValidationError as exc:
                 raise PluginSettingsInvalid(name, _validation_errors(exc)) from None
+            await self._check_connection(record, proposed)
+            data = _plain(proposed)
+            for field_name in secrets:
+                if field_name in as_stored:
+                    data[field_name] = as_stored[field_name]
+                elif data.get(field_name) not in (None, ""):
+                    data[field_name] = self._encrypt(name, field_name, str(data[field_name]))
         await self._save(name, {"settings": data})
         # Record which settings changed, never their values: some are secrets.
         await self._audit(actor, "plugin.settings", name, address, {"fields": sorted(data)})
         await self._announce(name)
         return record
+
+    async def _check_connection(self, record: PluginRecord, proposed: BaseModel) -> None:
+        """Try the proposed settings for real; refuse them if a service is down or refuses."""
+        impl = self._impl(record, "check_connection")
+        if impl is None:
+            return
+        ctx = self.context(record.name)
+        try:
+            result = await resolve(call_with(impl.function, settings=proposed, plugin=ctx))
+        except Exception as exc:
+            log.exception("plugin %s failed to test its connection", record.name)
+            result = HealthResult(record.name, "down", f"the connection test failed: {exc}")
+        results = result if isinstance(result, list) else [result] if result else []
+        failed = [r for r in results if r.status in ("down", "degraded")]
+        if failed:
+            raise PluginSettingsInvalid(
+                record.name,
+                [{"field": r.name, "message": r.message or r.status} for r in failed],
+                message=f"{record.name} could not connect with these settings; nothing was saved",
+            )
+
+    def _encrypt(self, name: str, field_name: str, value: str) -> str:
+        if self._box is None:
+            raise RuntimeError("the registry has no key to encrypt plugin secrets with")
+        return self._box.encrypt(value, associated=secret_binding(name, field_name))
+
+    def _decrypted(
+        self, name: str, model: type[BaseModel], stored: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``stored`` settings with their secret fields decrypted.
+
+        A secret stored in clear (saved before secrets were encrypted) is used as it is;
+        ``medianest rotate-key --reencrypt-only`` encrypts it.
+        """
+        values = dict(stored)
+        problems = []
+        for field_name in sorted(secret_fields(model)):
+            value = values.get(field_name)
+            if not isinstance(value, str) or not is_encrypted(value):
+                continue
+            try:
+                if self._box is None:
+                    raise DecryptionError("no keyring is loaded")
+                values[field_name] = self._box.decrypt(
+                    value, associated=secret_binding(name, field_name)
+                )
+            except DecryptionError as exc:
+                problems.append(f"{field_name}: {exc}")
+        if problems:
+            raise PluginSecretsUnreadable(
+                "its secrets cannot be decrypted with the current keys"
+                f" ({'; '.join(problems)}). Enter them again in its settings, or restore the"
+                " key file they were saved with."
+            )
+        return values
+
+    async def _stored_settings(self, name: str) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            stored = (
+                await conn.execute(select(PluginState.settings).where(PluginState.name == name))
+            ).scalar()
+        return dict(stored or {})
 
     async def _announce(self, name: str) -> None:
         # Apply the change here first, so that the answer to the admin already shows it
@@ -357,17 +486,9 @@ class PluginRegistry:
         address: str | None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(AuditLog).values(
-                    at=datetime.now(UTC),
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    address=address,
-                    details=details or {},
-                )
-            )
+        await audit.record(
+            self._engine, action, actor=actor, target=target, address=address, details=details
+        )
 
     async def _on_bus_message(self, message: dict[str, Any]) -> None:
         name = str(message["name"])
@@ -468,6 +589,24 @@ class PluginRegistry:
             for impl in impls
             if impl.plugin_name in self.records and self.records[impl.plugin_name].active
         ]
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_is_secret(arg) for arg in typing.get_args(annotation))
+
+
+def secret_fields(model: type[BaseModel] | None) -> set[str]:
+    """The fields of a settings model that hold secrets (``SecretStr``, optional or not)."""
+    if model is None:
+        return set()
+    return {name for name, f in model.model_fields.items() if _is_secret(f.annotation)}
+
+
+def secret_binding(plugin: str, field_name: str) -> str:
+    """What an encrypted plugin secret is bound to: it decrypts for that field only."""
+    return f"plugin:{plugin}:{field_name}"
 
 
 def _plain(settings: BaseModel) -> dict[str, Any]:

@@ -7,16 +7,23 @@ in-process, listening on 127.0.0.1:8080. Every bad value is reported by name wit
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import limits
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "MEDIANEST_"
 CONFIG_ENV = "MEDIANEST_CONFIG"
@@ -69,6 +76,17 @@ class Settings(BaseSettings):
     widget_timeout: float = Field(default=5.0, gt=0, le=60)
     # Websocket events buffered per client before a slow client is dropped.
     ws_queue_size: int = Field(default=256, ge=1, le=100_000)
+    # A session ends after this many days without a request, and this many days after sign-in.
+    session_idle_days: float = Field(default=7, gt=0)
+    session_max_days: float = Field(default=30, gt=0)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto/-For are believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Where the first-run setup page answers from, while no admin exists.
+    setup_from: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
+    rate_limit_sign_in: str = "10/minute"
+    rate_limit_api: str = "300/minute"
 
     @field_validator("database_url")
     @classmethod
@@ -91,6 +109,32 @@ class Settings(BaseSettings):
             # Each pooled connection would get its own in-memory database.
             raise ValueError("SQLite needs a file, e.g. sqlite:///data/medianest.db")
         return f"{driver}://{rest}"
+
+    @field_validator("trusted_proxies", "setup_from", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator("trusted_proxies", "setup_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("rate_limit_sign_in", "rate_limit_api")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as '10/minute'") from None
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -180,24 +224,41 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         _TOML_DATA.reset(token)
 
 
-def ensure_secret_key(settings: Settings) -> str:
-    """Return the configured secret key, or the one kept in the data folder, creating it once.
+def key_file(settings: Settings) -> Path:
+    return settings.data_dir / "secret.key"
 
-    A generated key is written with mode 0600 so that only MediaNest's own user can read it.
+
+def load_keyring(settings: Settings, *, create: bool = True) -> list[str]:
+    """Every key that may decrypt stored secrets, newest (the one that encrypts) first.
+
+    From ``MEDIANEST_SECRET_KEY`` (several keys separated by commas, newest first) or else the
+    key file in the data folder (one key per line), created with one new key on first start.
+    The file is written with mode 0600 so that only MediaNest's own user can read it.
+    ``create=False`` (re-reading while running) raises FileNotFoundError instead of creating it.
     """
     if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    path = settings.data_dir / "secret.key"
+        return [k.strip() for k in settings.secret_key.get_secret_value().split(",") if k.strip()]
+    path = key_file(settings)
     try:
-        return path.read_text().strip()
+        return _read_keys(path)
     except FileNotFoundError:
-        pass
+        if not create:
+            raise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it first
-        return path.read_text().strip()
+        return _read_keys(path)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
-    return key
+    return [key]
+
+
+def _read_keys(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def ensure_secret_key(settings: Settings) -> str:
+    """The key that encrypts secrets now (the first of :func:`load_keyring`)."""
+    return load_keyring(settings)[0]

@@ -6,17 +6,28 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
-from pydantic import BaseModel, RootModel, SecretStr
+from pydantic import BaseModel, RootModel
 
 from .. import __version__
+from .account_views import ACCOUNT_ROUTES
 from .api import ApiModel, add_routes, openapi_document
+from .auth import Permission
+from .auth_views import AUTH_ROUTES
 from .errors import ApiError
 from .extensions import HealthResult, NavItem, Route, Widget, call_with, resolve
 from .keys import HUB, REGISTRY, SETTINGS
-from .plugins import PluginNotFound, PluginRecord, PluginRegistry, PluginSettingsInvalid
+from .middleware import client_address, current_user, page_csrf_token
+from .plugins import (
+    PluginNotFound,
+    PluginRecord,
+    PluginRegistry,
+    PluginSettingsInvalid,
+    secret_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +109,7 @@ def _record(request: web.Request) -> PluginRecord:
 
 
 def _secret_fields(record: PluginRecord) -> set[str]:
-    model = record.settings_model
-    if model is None:
-        return set()
-    return {
-        name
-        for name, f in model.model_fields.items()
-        if f.annotation in (SecretStr, SecretStr | None)
-    }
+    return secret_fields(record.settings_model)
 
 
 def _masked_settings(record: PluginRecord) -> dict[str, Any]:
@@ -138,29 +142,28 @@ def _registry_summary(record: PluginRecord) -> dict[str, Any]:
 
 
 def _actor(request: web.Request) -> tuple[str, str | None]:
-    # Until sign-in exists every change is made by the local operator.
-    return "operator", request.remote
+    user = current_user(request)
+    return (user.username if user else "anonymous"), client_address(request)
 
 
-def _unmask(record: PluginRecord, data: dict[str, Any]) -> dict[str, Any]:
-    """A masked secret sent back unchanged keeps the stored secret."""
-    secrets = _secret_fields(record)
-    return {
-        k: (record.raw_settings.get(k) if k in secrets and v == MASK else v)
-        for k, v in data.items()
-    }
+def _masked_fields(record: PluginRecord, data: dict[str, Any]) -> set[str]:
+    """Secrets sent back as the mask they were shown: the stored secret is kept."""
+    return {k for k in _secret_fields(record) if data.get(k) == MASK}
 
 
 async def _save_settings(request: web.Request, record: PluginRecord, data: dict[str, Any]) -> None:
     actor, address = _actor(request)
+    keep = _masked_fields(record, data)
     try:
         await _registry(request).save_settings(
-            record.name, _unmask(record, data), actor=actor, address=address
+            record.name,
+            {k: v for k, v in data.items() if k not in keep},
+            keep_secrets=keep,
+            actor=actor,
+            address=address,
         )
     except PluginSettingsInvalid as exc:
-        raise ApiError(
-            422, f"the settings of {record.name} are not valid; see details", details=exc.errors
-        ) from None
+        raise ApiError(422, str(exc), details=exc.errors) from None
 
 
 # --- widgets ---------------------------------------------------------------------------
@@ -238,13 +241,27 @@ def _find_widget(request: web.Request) -> tuple[PluginRecord, Widget]:
 async def page_context(request: web.Request) -> dict[str, Any]:
     """Template variables of every page: navigation and what plugins add."""
     registry = _registry(request)
-    nav = [NavItem("Dashboard", "/"), NavItem("Integrations", "/admin/plugins")]
+    user = current_user(request)
+    base = {"user": user, "csrf_token": page_csrf_token(request), "current_path": request.path}
+    if user is None:
+        return base | {"nav_items": []}
+    nav = [*CORE_NAV]
     extra: dict[str, Any] = {}
     for _, items in await registry.call_each("extra_nav_items", request=request):
         nav.extend(items)
     for _, values in await registry.call_each("extra_template_vars", request=request):
         extra.update(values)
-    return extra | {"nav_items": nav, "current_path": request.path}
+    visible = [item for item in nav if item.permission is None or user.has(item.permission)]
+    return extra | base | {"nav_items": visible}
+
+
+CORE_NAV = [
+    NavItem("Dashboard", "/"),
+    NavItem("Integrations", "/admin/plugins", Permission.MANAGE_SETTINGS),
+    NavItem("Users", "/admin/users", Permission.MANAGE_USERS),
+    NavItem("Audit log", "/admin/audit", Permission.MANAGE_USERS),
+    NavItem("Account", "/account"),
+]
 
 
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
@@ -450,33 +467,78 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
+    """Live events. A browser's socket must come from a MediaNest page: the cookie alone is not
+    enough, since any site may open a websocket to us (cross-site websocket hijacking)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise ApiError(403, "Websockets may only be opened from MediaNest's own pages.")
     return await request.app[HUB].handle(request)
 
+
+SETTINGS_ACCESS = Permission.MANAGE_SETTINGS.value
 
 CORE_ROUTES = [
     Route("GET", "/", dashboard_page, name="dashboard", include_in_schema=False),
     Route("GET", "/widgets/{name}/{widget}", widget_fragment, include_in_schema=False),
     Route(
-        "GET", "/admin/plugins", admin_plugins_page, name="admin-plugins", include_in_schema=False
+        "GET",
+        "/admin/plugins",
+        admin_plugins_page,
+        name="admin-plugins",
+        include_in_schema=False,
+        access=SETTINGS_ACCESS,
     ),
-    Route("POST", "/admin/plugins/{name}/toggle", admin_toggle, include_in_schema=False),
-    Route("POST", "/admin/plugins/{name}/settings", admin_settings, include_in_schema=False),
-    Route("GET", "/healthz", healthz, response=Liveness),
+    Route(
+        "POST",
+        "/admin/plugins/{name}/toggle",
+        admin_toggle,
+        include_in_schema=False,
+        access=SETTINGS_ACCESS,
+    ),
+    Route(
+        "POST",
+        "/admin/plugins/{name}/settings",
+        admin_settings,
+        include_in_schema=False,
+        access=SETTINGS_ACCESS,
+    ),
+    Route("GET", "/healthz", healthz, response=Liveness, access="public"),
     Route("GET", "/ws", websocket, include_in_schema=False),
     Route("GET", "/api/openapi.json", openapi, include_in_schema=False),
-    Route("GET", "/api/v1/plugins", list_plugins, response=PluginList),
-    Route("GET", "/api/v1/plugins/{name}", get_plugin, response=PluginOut),
-    Route("POST", "/api/v1/plugins/{name}/enable", enable_plugin, response=PluginOut),
-    Route("POST", "/api/v1/plugins/{name}/disable", disable_plugin, response=PluginOut),
+    Route("GET", "/api/v1/plugins", list_plugins, response=PluginList, access=SETTINGS_ACCESS),
+    Route("GET", "/api/v1/plugins/{name}", get_plugin, response=PluginOut, access=SETTINGS_ACCESS),
+    Route(
+        "POST",
+        "/api/v1/plugins/{name}/enable",
+        enable_plugin,
+        response=PluginOut,
+        access=SETTINGS_ACCESS,
+    ),
+    Route(
+        "POST",
+        "/api/v1/plugins/{name}/disable",
+        disable_plugin,
+        response=PluginOut,
+        access=SETTINGS_ACCESS,
+    ),
     Route(
         "PUT",
         "/api/v1/plugins/{name}/settings",
         put_plugin_settings,
         body=PluginSettingsIn,
         response=PluginOut,
+        access=SETTINGS_ACCESS,
     ),
-    Route("GET", "/api/v1/plugins/{name}/health", plugin_health, response=PluginHealth),
+    Route(
+        "GET",
+        "/api/v1/plugins/{name}/health",
+        plugin_health,
+        response=PluginHealth,
+        access=SETTINGS_ACCESS,
+    ),
     Route("GET", "/api/v1/dashboard", dashboard_data, response=Dashboard),
+    *AUTH_ROUTES,
+    *ACCOUNT_ROUTES,
 ]
 
 

@@ -5,15 +5,28 @@ response shapes as the real service, plus fault controls (latency, error statuse
 bodies, hanging connections, a closed port) shared through :class:`FakeServer`.
 """
 
+from .arr import CatalogueMovie, CatalogueSeries, FakeArr, FakeRadarr, FakeSonarr
 from .base import FakeServer, Faults
 from .plextv import FakePlexTV, PlexAccount, PlexServer
 from .pms import FakePlexMediaServer
+from .tautulli import FakeTautulli, TautulliUser
+from .tmdb import FakeTMDB
+from .youtube import FakeYouTube
 
 __all__ = [
+    "CatalogueMovie",
+    "CatalogueSeries",
+    "FakeArr",
     "FakePlexMediaServer",
     "FakePlexTV",
+    "FakeRadarr",
     "FakeServer",
+    "FakeSonarr",
+    "FakeTMDB",
+    "FakeTautulli",
+    "FakeYouTube",
     "Faults",
     "PlexAccount",
     "PlexServer",
+    "TautulliUser",
 ]

@@ -53,7 +53,8 @@ class FakeServer:
         return app
 
     async def start(self, port: int = 0) -> FakeServer:
-        self._runner = web.AppRunner(self.app(), handle_signals=False)
+        # A short shutdown: stopping closes the port at once, even with a hung request open.
+        self._runner = web.AppRunner(self.app(), handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port or self.port)
         await site.start()

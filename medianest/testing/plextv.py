@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -182,7 +183,7 @@ class _Pin:
                 "subdivisions": "Illinois",
                 "coordinates": "39.8, -89.6",
             },
-            "expiresIn": max(0, int(self.created + self.expires_in - time.time())),
+            "expiresIn": max(0, math.ceil(self.created + self.expires_in - time.time())),
             "createdAt": _iso(self.created),
             "expiresAt": _iso(self.created + self.expires_in),
             "authToken": self.account.token if self.account else None,

@@ -1,7 +1,8 @@
-"""Plex Media Server: server status, now playing, recently added, library scans.
+"""Plex Media Server: sign-in with Plex, server status, now playing, recently added, scans.
 
-A skeleton: settings, a health check and a status widget. The service work itself arrives
-with the service plugins.
+Sign-in with Plex (the plex.tv PIN flow) lets in the owner of the configured server and the
+people it is shared with. The rest is a skeleton for now: settings, a health check and a
+status widget.
 """
 
 from __future__ import annotations
@@ -11,7 +12,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field, HttpUrl, SecretStr
 
-from medianest import HealthResult, PluginContext, Widget, hookimpl, probe
+from medianest import (
+    HealthResult,
+    PluginContext,
+    Route,
+    SignInProvider,
+    Widget,
+    hookimpl,
+    probe,
+)
+
+from . import plextv, signin
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -22,7 +33,21 @@ class Settings(BaseModel):
     url: HttpUrl | None = Field(
         default=None, title="Server URL", description="e.g. http://192.168.1.10:32400"
     )
-    token: SecretStr | None = Field(default=None, title="Plex token")
+    token: SecretStr | None = Field(
+        default=None,
+        title="Plex token",
+        description="The server owner's token; lets MediaNest read the server's name and status",
+    )
+    plex_tv_url: HttpUrl = Field(
+        default=HttpUrl("https://plex.tv"),
+        title="plex.tv address",
+        description="Where plex.tv's API answers; change it only for testing",
+    )
+    plex_app_url: HttpUrl = Field(
+        default=HttpUrl("https://app.plex.tv/auth"),
+        title="Plex sign-in page",
+        description="Where people approve the sign-in; change it only for testing",
+    )
 
 
 @hookimpl
@@ -33,6 +58,31 @@ def register_settings_model() -> type[BaseModel]:
 @hookimpl
 def register_template_dirs() -> list[Path]:
     return [TEMPLATES]
+
+
+@hookimpl
+def register_sign_in_providers() -> list[SignInProvider]:
+    return [SignInProvider("plex", "Sign in with Plex", signin.START)]
+
+
+@hookimpl
+def register_routes() -> list[Route]:
+    return [
+        Route("GET", signin.START, signin.start, access="public", include_in_schema=False),
+        Route("GET", signin.CALLBACK, signin.callback, access="public", include_in_schema=False),
+    ]
+
+
+@hookimpl
+async def activate(plugin: PluginContext) -> None:
+    plugin.state["http"] = plextv.new_session()
+
+
+@hookimpl
+async def deactivate(plugin: PluginContext) -> None:
+    session = plugin.state.pop("http", None)
+    if session is not None:
+        await session.close()
 
 
 @hookimpl

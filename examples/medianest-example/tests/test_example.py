@@ -6,7 +6,19 @@ from pathlib import Path
 from typing import Any
 
 from medianest.core.app import create_app
+from medianest.core.auth import create_local_user
+from medianest.core.keys import ENGINE
 from medianest.core.settings import load_settings
+
+
+async def sign_in_as_admin(client: Any) -> dict[str, str]:
+    """Create a local administrator, sign in as them and return the headers that state
+    changes need (MediaNest refuses a cookie-authenticated POST without its CSRF token)."""
+    await create_local_user(client.app[ENGINE], "admin", "correct horse battery", role="admin")
+    login = {"username": "admin", "password": "correct horse battery"}
+    assert (await client.post("/api/v1/auth/login", json=login)).status == 200
+    me = await (await client.get("/api/v1/auth/me")).json()
+    return {"X-CSRF-Token": me["csrf_token"]}
 
 
 async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Path) -> None:
@@ -14,16 +26,21 @@ async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Pa
         data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/medianest.db", redis_url=None
     )
     client = await aiohttp_client(await create_app(settings))
+    # A visitor who has not signed in is sent to the sign-in page.
+    anonymous = await client.get("/example/hello", allow_redirects=False)
+    assert anonymous.status == 303
+    assert anonymous.headers["Location"] == "/login?next=/example/hello"
+    csrf = await sign_in_as_admin(client)
 
     # Installed plugins start disabled: their routes do not exist yet.
     assert (await client.get("/example/hello")).status == 404
 
-    enabled = await client.post("/api/v1/plugins/example/enable")
+    enabled = await client.post("/api/v1/plugins/example/enable", headers=csrf)
     assert enabled.status == 200, await enabled.text()
     assert (await enabled.json())["status"] == "active"
 
     saved = await client.put(
-        "/api/v1/plugins/example/settings", json={"greeting": "Hi from the tests"}
+        "/api/v1/plugins/example/settings", json={"greeting": "Hi from the tests"}, headers=csrf
     )
     assert saved.status == 200, await saved.text()
     hello = await client.get("/example/hello")
@@ -32,7 +49,7 @@ async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Pa
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"action": "subscribe", "topics": ["example.pings"]})
         assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
-        pinged = await client.post("/example/ping", json={"message": "anyone there?"})
+        pinged = await client.post("/example/ping", json={"message": "anyone there?"}, headers=csrf)
         assert pinged.status == 200, await pinged.text()
         event = await ws.receive_json(timeout=5)
     assert event["topic"] == "example.pings"
@@ -43,5 +60,5 @@ async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Pa
     assert "Hi from the tests" in dashboard
     assert "anyone there?" in dashboard
 
-    refused = await client.post("/example/ping", json={"message": ""})
+    refused = await client.post("/example/ping", json={"message": ""}, headers=csrf)
     assert refused.status == 422

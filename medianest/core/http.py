@@ -1,0 +1,465 @@
+"""The one client layer every plugin uses to talk to its upstream services.
+
+One pooled ``httpx.AsyncClient`` per configured service instance, with connect and read
+timeouts; retries with exponential backoff and jitter (tenacity) for idempotent requests only;
+a circuit breaker per instance, so a dead service costs one fast failure instead of a timeout
+per page view; response caching through the core cache with single-flight; typed errors that
+say in words what went wrong; and Prometheus metrics per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import httpx
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from . import metrics
+from .cache import Cache
+
+T = TypeVar("T")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+Parse = Literal["json", "text", "bytes", "none"]
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class ServiceError(Exception):
+    """An upstream call failed; ``str(error)`` says how, in words for people."""
+
+    outcome: ClassVar[str] = "error"
+    template: ClassVar[str] = "{label} failed"
+
+    def __init__(self, label: str, detail: str = "", status: int | None = None) -> None:
+        self.label = label
+        self.detail = detail
+        self.status = status
+        self.at = datetime.now(UTC)
+        super().__init__(self.template.format(label=label))
+
+
+class Unreachable(ServiceError):
+    outcome = "unreachable"
+    template = "{label} is unreachable"
+
+
+class TimedOut(ServiceError):
+    outcome = "timeout"
+    template = "{label} did not answer in time"
+
+
+class Unauthorised(ServiceError):
+    outcome = "unauthorised"
+    template = "{label} refused MediaNest's credentials (check the API key or token)"
+
+
+class BadResponse(ServiceError):
+    outcome = "bad_response"
+    template = "{label} sent an answer MediaNest could not use"
+
+
+class CircuitOpen(ServiceError):
+    outcome = "circuit_open"
+    template = "{label} is unreachable"
+
+    def __init__(self, label: str, since: datetime) -> None:
+        super().__init__(label)
+        self.since = since
+        self.args = (f"{label} is unreachable since {since.astimezone():%H:%M}",)
+
+
+def _answered(exc: ServiceError) -> bool:
+    """The service answered (wrong credentials, a missing item): it is up, not failing."""
+    if isinstance(exc, Unauthorised):
+        return True
+    return isinstance(exc, BadResponse) and exc.status is not None and 400 <= exc.status < 500
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, Unreachable):
+        return True
+    if isinstance(exc, TimedOut):
+        # Retrying a read timeout would multiply the wait; a connect timeout is cheap to retry.
+        return exc.detail == "connect"
+    return isinstance(exc, BadResponse) and exc.status in (502, 503, 504)
+
+
+# --- circuit breaker ----------------------------------------------------------------------
+
+
+BreakerState = Literal["closed", "open", "half_open"]
+_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed → open after ``threshold`` consecutive failures; half-open after ``reset_after``
+    seconds, letting one trial call through; its success closes, its failure re-opens."""
+
+    threshold: int = 5
+    reset_after: float = 30.0
+    state: BreakerState = "closed"
+    failures: int = 0
+    opened_at: float = 0.0
+    # When the current run of failures began: "unreachable since 10:42".
+    failing_since: datetime | None = None
+    _trial: bool = False
+
+    def before_call(self, label: str) -> None:
+        if self.state == "closed":
+            return
+        if self.state == "open" and time.monotonic() - self.opened_at >= self.reset_after:
+            self.state, self._trial = "half_open", False
+        if self.state == "half_open" and not self._trial:
+            self._trial = True
+            return
+        raise CircuitOpen(label, self.failing_since or datetime.now(UTC))
+
+    def abandoned(self) -> None:
+        """A call ended without a verdict (its caller went away): if it was the half-open
+        trial, the next call is the trial instead."""
+        if self.state == "half_open":
+            self._trial = False
+
+    def success(self) -> None:
+        self.state, self.failures, self.failing_since, self._trial = "closed", 0, None, False
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = datetime.now(UTC)
+        if self.state == "half_open" or self.failures >= self.threshold:
+            self.state, self.opened_at, self._trial = "open", time.monotonic(), False
+
+
+# --- client -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How to reach one service instance. ``headers`` and ``params`` carry its credentials
+    (never logged, never part of a cache key)."""
+
+    service: str
+    instance: str
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float = 5.0
+    read_timeout: float = 5.0
+    retries: int = 2
+    failure_threshold: int = 5
+    reset_after: float = 30.0
+    # What people call it in messages: "Sonarr (4K)".
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or self.instance
+
+
+@dataclass
+class Fetched(Generic[T]):
+    """A value for a widget: fresh, or the last good one with the error that stopped a refresh."""
+
+    value: T | None
+    fetched_at: datetime | None
+    error: ServiceError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def describe(self) -> str:
+        """ "Sonarr is unreachable since 10:42; showing data from 10:40", or ""."""
+        if self.error is None:
+            return ""
+        if self.value is None or self.fetched_at is None:
+            return f"{self.error}; no earlier data to show."
+        return f"{self.error}; showing data from {self.fetched_at.astimezone():%H:%M}."
+
+
+@dataclass
+class ServiceHealth:
+    state: Literal["ok", "degraded", "down", "breaker open", "unknown"]
+    breaker: BreakerState
+    last_error: str | None
+    last_error_at: datetime | None
+    latency_ms: float | None
+    last_success_at: datetime | None
+
+
+class ServiceClient:
+    """Calls one service instance. Plugins get theirs from ``plugin.service_client(...)``."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        cache: Cache,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self._cache = cache
+        self.breaker = CircuitBreaker(config.failure_threshold, config.reset_after)
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/"),
+            headers=dict(config.headers),
+            params=dict(config.params),
+            timeout=httpx.Timeout(
+                config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout
+            ),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            follow_redirects=False,
+            transport=transport,
+        )
+        self._labels = {"service": config.service, "instance": config.instance}
+        _CREDENTIAL_PARAMS.update(config.params)
+        self.last_error: ServiceError | None = None
+        self.last_success_at: datetime | None = None
+        self.latency_ms: float | None = None
+        self._set_breaker_metric()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # --- calls -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        parse: Parse = "json",
+    ) -> Any:
+        """One call, with retries for idempotent methods; raises a :class:`ServiceError`."""
+        method = method.upper()
+        label = self.config.display
+        try:
+            self.breaker.before_call(label)
+        except CircuitOpen as exc:
+            self._count(exc.outcome, None)
+            raise
+        attempts = self.config.retries + 1 if method in IDEMPOTENT else 1
+        started = time.perf_counter()
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.2),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    result = await self._once(method, path, params, json, headers, parse)
+        except ServiceError as exc:
+            if _answered(exc):
+                # The service answered: it is up, only the credentials or the request are wrong.
+                self.breaker.success()
+            else:
+                self.breaker.failure()
+            self._failed(exc)
+            raise
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.UPSTREAM_LATENCY.labels(**self._labels).observe(elapsed)
+            self._set_breaker_metric()
+        self.breaker.success()
+        self._set_breaker_metric()
+        self.latency_ms = round(elapsed * 1000, 1)
+        self.last_success_at = datetime.now(UTC)
+        self.last_error = None
+        return result
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        parse: Parse,
+    ) -> Any:
+        label = self.config.display
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                params=dict(params) if params else None,
+                content=orjson.dumps(json) if json is not None else None,
+                headers={
+                    **({"Content-Type": "application/json"} if json is not None else {}),
+                    **(headers or {}),
+                },
+            )
+        except httpx.ConnectTimeout as exc:
+            self._count("timeout", None)
+            raise TimedOut(label, "connect") from exc
+        except httpx.TimeoutException as exc:
+            self._count("timeout", None)
+            raise TimedOut(label, "read") from exc
+        except httpx.TransportError as exc:
+            self._count("unreachable", None)
+            raise Unreachable(label, type(exc).__name__) from exc
+        except httpx.HTTPError as exc:
+            # An answer that could not be read (a body that is not what its encoding says).
+            self._count("bad_response", None)
+            raise BadResponse(label, type(exc).__name__) from exc
+        status = response.status_code
+        if status in (401, 403):
+            self._count("unauthorised", status)
+            raise Unauthorised(label, f"HTTP {status}", status)
+        if status >= 400:
+            self._count("bad_response", status)
+            raise BadResponse(label, f"HTTP {status}", status)
+        try:
+            value = _parse(response, parse)
+        except ValueError as exc:
+            self._count("bad_response", status)
+            raise BadResponse(label, f"unreadable body: {exc}", status) from exc
+        self._count("ok", status)
+        return value
+
+    async def get(
+        self, path: str, *, params: Mapping[str, Any] | None = None, ttl: float | None = None
+    ) -> Any:
+        """GET ``path``; with ``ttl``, from the cache, fetched once however many ask at once."""
+        if ttl is None:
+            return await self.request("GET", path, params=params)
+        entry = await self._cached(path, params, ttl)
+        return entry["v"]
+
+    async def fetch(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        ttl: float = 60.0,
+        keep_for: float = 86_400.0,
+    ) -> Fetched[Any]:
+        """Like :meth:`get`, but never raises: on failure it hands back the last good answer
+        (kept ``keep_for`` seconds) with the error, for a widget to show both."""
+        try:
+            entry = await self._cached(path, params, ttl, keep_for=keep_for)
+        except ServiceError as exc:
+            last = await self._cache.get(self._key(path, params, "lastgood"))
+            if last is None:
+                return Fetched(None, None, exc)
+            return Fetched(last["v"], datetime.fromisoformat(last["at"]), exc)
+        return Fetched(entry["v"], datetime.fromisoformat(entry["at"]))
+
+    async def _cached(
+        self, path: str, params: Mapping[str, Any] | None, ttl: float, keep_for: float = 0
+    ) -> dict[str, Any]:
+        key = self._key(path, params, "fresh")
+        hit = True
+
+        async def compute() -> dict[str, Any]:
+            nonlocal hit
+            hit = False
+            value = await self.request("GET", path, params=params)
+            entry = {"v": value, "at": datetime.now(UTC).isoformat()}
+            if keep_for:
+                await self._cache.set(self._key(path, params, "lastgood"), entry, keep_for)
+            return entry
+
+        entry = await self._cache.get_or_compute(key, ttl, compute)
+        metrics.UPSTREAM_CACHE.labels(**self._labels, result="hit" if hit else "miss").inc()
+        return entry
+
+    def _key(self, path: str, params: Mapping[str, Any] | None, kind: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+        return f"upstream:{kind}:{self.config.service}:{self.config.instance}:{path}?{query}"
+
+    # --- state ---------------------------------------------------------------------------
+
+    def health(self) -> ServiceHealth:
+        if self.breaker.state == "open":
+            state: Any = "breaker open"
+        elif self.last_error is not None:
+            state = "degraded" if _answered(self.last_error) else "down"
+        elif self.last_success_at is not None:
+            state = "ok"
+        else:
+            state = "unknown"
+        return ServiceHealth(
+            state=state,
+            breaker=self.breaker.state,
+            last_error=str(self.last_error) if self.last_error else None,
+            last_error_at=self.last_error.at if self.last_error else None,
+            latency_ms=self.latency_ms,
+            last_success_at=self.last_success_at,
+        )
+
+    def _failed(self, exc: ServiceError) -> None:
+        self.last_error = exc
+
+    def _count(self, outcome: str, status: int | None) -> None:
+        metrics.UPSTREAM_REQUESTS.labels(
+            **self._labels, outcome=outcome, status=str(status or "")
+        ).inc()
+
+    def _set_breaker_metric(self) -> None:
+        metrics.UPSTREAM_BREAKER.labels(**self._labels).set(_STATE_VALUE[self.breaker.state])
+
+
+# Names of query parameters that carry credentials, for every configured service.
+_CREDENTIAL_PARAMS: set[str] = set()
+
+
+class _HideCredentials(logging.Filter):
+    """httpx logs every request's URL; credentials in its query must not reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and _CREDENTIAL_PARAMS:
+            record.args = tuple(
+                _without_credentials(a) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+def _without_credentials(url: httpx.URL) -> httpx.URL:
+    items = url.params.multi_items()
+    if not any(name in _CREDENTIAL_PARAMS for name, _ in items):
+        return url
+    return url.copy_with(params=[(n, "hidden" if n in _CREDENTIAL_PARAMS else v) for n, v in items])
+
+
+logging.getLogger("httpx").addFilter(_HideCredentials())
+
+
+def _parse(response: httpx.Response, parse: Parse) -> Any:
+    if parse == "none":
+        return None
+    if parse == "bytes":
+        return response.content
+    if parse == "text":
+        return response.text
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type:
+        raise ValueError(f"expected JSON, got {content_type or 'no content type'}")
+    return orjson.loads(response.content)
+
+
+async def close_all(clients: list[ServiceClient]) -> None:
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
