@@ -30,8 +30,13 @@ async def check_connection(settings: ConnSettings, plugin: PluginContext) -> Hea
         return HealthResult("Sonarr", "unconfigured", "No address is set.")
     key = settings.api_key.get_secret_value() if settings.api_key else ""
     client = plugin.service_client(
-        "sonarr", "default", settings.url, headers={"X-Api-Key": key}, label="Sonarr",
-        retries=0, read_timeout=2.0,
+        "sonarr",
+        "default",
+        settings.url,
+        headers={"X-Api-Key": key},
+        label="Sonarr",
+        retries=0,
+        read_timeout=2.0,
     )
     try:
         status = await client.request("GET", "/api/v3/system/status")

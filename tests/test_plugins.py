@@ -578,7 +578,12 @@ async def test_a_toggle_on_one_process_applies_on_another_within_a_second(
 
     await disable(b, "probe")
     await wait_for(lambda: _status_is(a, "/api/v1/probe/hello", 404), seconds=1.0)
-    assert probe_a.lifecycle == ["activate", "deactivate"]
+
+    # The route closes as the plugin starts deactivating; its deactivate hook follows.
+    async def deactivated() -> bool:
+        return probe_a.lifecycle == ["activate", "deactivate"]
+
+    await wait_for(deactivated, seconds=1.0)
 
     resp = await a.put("/api/v1/plugins/probe/settings", json={"url": "http://shared"})
     assert resp.status == 200

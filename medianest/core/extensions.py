@@ -104,6 +104,10 @@ class PluginContext:
             client = self._clients[key] = ServiceClient(config, self.cache)
         return client
 
+    def service_clients(self) -> list[ServiceClient]:
+        """The clients this plugin has opened while active (for the admin's health view)."""
+        return list(self._clients.values())
+
     async def close_clients(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         await close_all(clients)

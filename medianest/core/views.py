@@ -19,6 +19,7 @@ from .auth import Permission
 from .auth_views import AUTH_ROUTES
 from .errors import ApiError
 from .extensions import HealthResult, NavItem, Route, Widget, call_with, resolve
+from .http import Fetched
 from .keys import HUB, REGISTRY, SETTINGS
 from .middleware import client_address, current_user, page_csrf_token
 from .plugins import (
@@ -81,6 +82,7 @@ class WidgetOut(BaseModel):
     topic: str | None
     data: Any = None
     error: str | None = None
+    notice: str | None = None
 
 
 class Dashboard(BaseModel):
@@ -176,6 +178,8 @@ class RenderedWidget:
     data: Any = None
     html: str = ""
     error: str | None = None
+    # Shown above data that is not fresh: "Sonarr is unreachable since 10:42; showing…".
+    notice: str | None = None
 
 
 async def _load_widget(
@@ -197,6 +201,15 @@ async def _load_widget(
         out.error = f"{widget.title} is unavailable: {exc}"
     else:
         registry.note_success(record.name, f"widget {widget.name}")
+        if isinstance(out.data, Fetched):
+            # A widget fed through the service client layer degrades on its own: the last
+            # good data with its age, or a clear "unavailable" when there is none.
+            fetched, out.data = out.data, out.data.value
+            if fetched.error is not None:
+                if fetched.value is None:
+                    out.error = fetched.describe()
+                else:
+                    out.notice = fetched.describe()
     return out
 
 
@@ -301,6 +314,12 @@ async def admin_plugins_page(
             "settings": _masked_settings(record) | submitted.get(record.name, {}),
             "fields": _form_fields(record),
             "pollers": registry.running_pollers(record.name),
+            "services": [
+                (client.config.display, client.health())
+                for client in registry.context(record.name).service_clients()
+            ]
+            if record.active
+            else [],
         }
         for record in sorted(registry.records.values(), key=lambda r: r.name)
     ]
@@ -445,6 +464,7 @@ async def dashboard_data(request: web.Request) -> Dashboard:
                 topic=w.widget.topic,
                 data=w.data,
                 error=w.error,
+                notice=w.notice,
             )
             for w in await _all_widgets(request)
         ]
