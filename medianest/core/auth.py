@@ -106,14 +106,25 @@ async def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
-def _user_row(row: Any, **extra: Any) -> CurrentUser:
-    return CurrentUser(
-        id=row["user_id"],
-        username=row["username"],
-        role=row["role"],
-        permissions=frozenset(row["permissions"] or ()),
-        **extra,
-    )
+# Who a session or token belongs to, read in the same query as the session or token.
+_USER_COLUMNS = (
+    User.id.label("user_id"),
+    User.username,
+    User.role,
+    User.permissions,
+    User.disabled,
+)
+
+
+def _user_entry(row: Any) -> dict[str, Any]:
+    """The cacheable (JSON) form of the user columns of a session or token lookup."""
+    return {
+        "user_id": str(row["user_id"]),
+        "username": row["username"],
+        "role": row["role"],
+        "permissions": list(row["permissions"] or []),
+        "disabled": bool(row["disabled"]),
+    }
 
 
 @dataclass
@@ -184,16 +195,7 @@ class Sessions:
 
     async def _load(self, token_hash: str) -> dict[str, Any] | None:
         query = (
-            select(
-                Session.id,
-                Session.expires_at,
-                Session.last_seen_at,
-                User.id.label("user_id"),
-                User.username,
-                User.role,
-                User.permissions,
-                User.disabled,
-            )
+            select(Session.id, Session.expires_at, Session.last_seen_at, *_USER_COLUMNS)
             .join(User, User.id == Session.user_id)
             .where(Session.session_token == token_hash)
         )
@@ -203,11 +205,7 @@ class Sessions:
             return None
         return {
             "session_id": str(row["id"]),
-            "user_id": str(row["user_id"]),
-            "username": row["username"],
-            "role": row["role"],
-            "permissions": list(row["permissions"] or []),
-            "disabled": bool(row["disabled"]),
+            **_user_entry(row),
             "expires_at": _aware(row["expires_at"]).isoformat(),
             "last_seen_at": _aware(row["last_seen_at"]).isoformat(),
         }
@@ -317,15 +315,7 @@ class ApiTokens:
         entry = await self.cache.get(key)
         if entry is None:
             query = (
-                select(
-                    ApiToken.id,
-                    ApiToken.last_used_at,
-                    User.id.label("user_id"),
-                    User.username,
-                    User.role,
-                    User.permissions,
-                    User.disabled,
-                )
+                select(ApiToken.id, ApiToken.last_used_at, *_USER_COLUMNS)
                 .join(User, User.id == ApiToken.user_id)
                 .where(ApiToken.token_hash == token_hash)
             )
@@ -336,11 +326,7 @@ class ApiTokens:
             last_used = row["last_used_at"]
             entry = {
                 "token_id": str(row["id"]),
-                "user_id": str(row["user_id"]),
-                "username": row["username"],
-                "role": row["role"],
-                "permissions": list(row["permissions"] or []),
-                "disabled": bool(row["disabled"]),
+                **_user_entry(row),
                 "last_used_at": _aware(last_used).isoformat() if last_used else None,
             }
             await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
