@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from .core.api import ApiModel
 from .core.auth import ExternalIdentity, Permission
-from .core.auth_views import sign_in, sign_in_problem
+from .core.auth_views import limit_sign_in, sign_in, sign_in_problem
 from .core.errors import ApiError
 from .core.extensions import (
     Event,
@@ -26,27 +26,36 @@ from .core.extensions import (
     Widget,
 )
 from .core.hookspecs import hookimpl
-from .core.middleware import site_url
+from .core.http import BadResponse, Fetched, RateLimited, ServiceClient, ServiceError, Unauthorised
+from .core.middleware import current_user, site_url
 from .core.probe import probe
 
 __all__ = [
     "ApiError",
     "ApiModel",
+    "BadResponse",
     "Event",
     "ExternalIdentity",
+    "Fetched",
     "FulfilmentResult",
     "HealthResult",
     "NavItem",
     "Permission",
     "PluginContext",
     "Poller",
+    "RateLimited",
     "RequestInfo",
     "Route",
     "SearchResult",
+    "ServiceClient",
+    "ServiceError",
     "SignInProvider",
+    "Unauthorised",
     "Widget",
     "__version__",
+    "current_user",
     "hookimpl",
+    "limit_sign_in",
     "probe",
     "sign_in",
     "sign_in_problem",

@@ -679,3 +679,17 @@ async def test_every_plex_tv_path_of_the_fake_is_in_the_spec(plex_spec: dict[str
         if route.resource is not None and route.method != "HEAD"
     }
     assert pms - server_ops == set()
+
+
+async def test_starting_plex_sign_ins_is_rate_limited_per_address(tmp_path, make_client):
+    """Nobody can make MediaNest ask plex.tv for PINs without end."""
+    from medianest.core.settings import load_settings
+
+    client = await make_client(
+        load_settings(data_dir=tmp_path / "d", rate_limit_sign_in="2/minute")
+    )
+    await client.post("/api/v1/plugins/plex/enable")
+    statuses = [
+        (await client.get("/auth/plex/start", allow_redirects=False)).status for _ in range(3)
+    ]
+    assert statuses[:2] != [429, 429] and statuses[2] == 429

@@ -45,7 +45,7 @@ from .middleware import anon_cookie_middleware, auth_middleware, on_response_pre
 from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
 from .settings import Settings, load_keyring
-from .ws import WebSocketHub
+from .ws import ACCESS_CHANNEL, WebSocketHub
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,13 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
         idle=timedelta(days=settings.session_idle_days),
         absolute=timedelta(days=settings.session_max_days),
     )
-    app[SESSIONS] = Sessions(app[ENGINE], app[CACHE], policy)
+    bus = app[BUS]
+    app[SESSIONS] = Sessions(
+        app[ENGINE],
+        app[CACHE],
+        policy,
+        notify=lambda message: bus.publish(ACCESS_CHANNEL, message),
+    )
     app[TOKENS] = ApiTokens(app[ENGINE], app[CACHE])
     app[LIMITS] = RateLimits(
         settings.redis_url, sign_in=settings.rate_limit_sign_in, api=settings.rate_limit_api

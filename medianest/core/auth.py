@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -140,6 +141,13 @@ class Sessions:
     engine: AsyncEngine
     cache: Cache
     policy: SessionPolicy
+    # Told of revoked sessions and changed users ({"session_ids": [...]} or {"user_id": ...}),
+    # so that open websockets close too; the app points it at the bus.
+    notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+
+    async def _notify(self, message: dict[str, Any]) -> None:
+        if self.notify is not None:
+            await self.notify(message)
 
     async def create(
         self, user_id: uuid.UUID, *, address: str | None, user_agent: str | None, provider: str
@@ -230,6 +238,7 @@ class Sessions:
                 return False
             await conn.execute(delete(Session).where(Session.id == session_id))
         await self.cache.delete(f"session:{token_hash}")
+        await self._notify({"session_ids": [str(session_id)]})
         return True
 
     async def revoke_user(self, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
@@ -241,6 +250,8 @@ class Sessions:
                 await conn.execute(delete(Session).where(Session.id.in_([r[0] for r in rows])))
         for _, token_hash in rows:
             await self.cache.delete(f"session:{token_hash}")
+        if rows:
+            await self._notify({"session_ids": [str(r[0]) for r in rows]})
         return len(rows)
 
     async def forget_cached(self, user_id: uuid.UUID) -> None:
@@ -258,6 +269,8 @@ class Sessions:
         for token_hash in hashes:
             await self.cache.delete(f"session:{token_hash}")
         await self.cache.delete(f"tokens-of:{user_id}")
+        # Open sockets reconnect and are let back in with what the user may do now, or not.
+        await self._notify({"user_id": str(user_id)})
 
     async def list_for(self, user_id: uuid.UUID) -> list[dict[str, Any]]:
         query = (

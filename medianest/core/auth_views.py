@@ -174,10 +174,18 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _check_password(request: web.Request, username: str, password: str) -> Any:
+async def limit_sign_in(request: web.Request) -> None:
+    """Count one sign-in attempt from this client; past the limit, a 429 with Retry-After.
+
+    Providers call it when a sign-in starts, so nobody can make MediaNest hammer them.
+    """
     limits = request.app[LIMITS]
+    await limits.hit(limits.sign_in, "sign-in", client_address(request), what="sign-in attempts")
+
+
+async def _check_password(request: web.Request, username: str, password: str) -> Any:
+    await limit_sign_in(request)
     address = client_address(request)
-    await limits.hit(limits.sign_in, "sign-in", address, what="sign-in attempts")
     if not username or not password:
         raise ApiError(422, "Enter your username and password.")
     engine = request.app[ENGINE]

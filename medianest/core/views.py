@@ -492,7 +492,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc != request.host:
         raise ApiError(403, "Websockets may only be opened from MediaNest's own pages.")
-    return await request.app[HUB].handle(request)
+    user = current_user(request)
+    return await request.app[HUB].handle(
+        request,
+        user_id=str(user.id) if user else None,
+        session_id=str(user.session_id) if user and user.session_id else None,
+    )
 
 
 SETTINGS_ACCESS = Permission.MANAGE_SETTINGS.value

@@ -26,13 +26,24 @@ from .bus import Bus
 log = logging.getLogger(__name__)
 
 BUS_CHANNEL = "ws"
+# Sessions revoked and users changed: their open sockets are closed on every process, so a
+# revocation cuts off live events too, not only the next request.
+ACCESS_CHANNEL = "access"
 MAX_TOPICS_PER_CLIENT = 100
 _USAGE = 'send text: {"action": "subscribe" or "unsubscribe", "topics": [...]}'
 
 
 class _Client:
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        queue_size: int,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
         self.ws = ws
+        self.user_id = user_id
+        self.session_id = session_id
         self.topics: set[str] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self.writer: asyncio.Task[None] | None = None
@@ -55,6 +66,7 @@ class WebSocketHub:
         self._closing = False
         self._closing_tasks: set[asyncio.Future[Any]] = set()
         bus.subscribe(BUS_CHANNEL, self._deliver)
+        bus.subscribe(ACCESS_CHANNEL, self._on_access_change)
 
     @property
     def connections(self) -> int:
@@ -63,6 +75,24 @@ class WebSocketHub:
     async def publish(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
         """Send an event to the subscribers of ``topic`` on every process."""
         await self._bus.publish(BUS_CHANNEL, {"topic": topic, "event": event, "data": dict(data)})
+
+    async def _on_access_change(self, message: dict[str, Any]) -> None:
+        sessions = set(message.get("session_ids") or ())
+        user_id = message.get("user_id")
+        gone = [
+            c
+            for c in list(self._clients)
+            if (c.session_id is not None and c.session_id in sessions)
+            or (user_id is not None and c.user_id == user_id)
+        ]
+        for client in gone:
+            self._forget(client)
+            if client.writer is not None:
+                client.writer.cancel()
+        await asyncio.gather(
+            *(c.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"signed out") for c in gone),
+            return_exceptions=True,
+        )
 
     def deliver_local(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
         """Send an event to the subscribers of ``topic`` on this process only."""
@@ -105,14 +135,16 @@ class WebSocketHub:
         client.topics.clear()
         self._clients.discard(client)
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        """The ``/ws`` endpoint."""
+    async def handle(
+        self, request: web.Request, *, user_id: str | None = None, session_id: str | None = None
+    ) -> web.WebSocketResponse:
+        """The ``/ws`` endpoint, for a client signed in as ``user_id`` (by ``session_id``)."""
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
         if self._closing:
             await ws.close(code=WSCloseCode.GOING_AWAY)
             return ws
-        client = _Client(ws, self._queue_size)
+        client = _Client(ws, self._queue_size, user_id, session_id)
         self._clients.add(client)
         client.writer = asyncio.create_task(client.write())
         try:

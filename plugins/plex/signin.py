@@ -18,7 +18,14 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from medianest import ExternalIdentity, PluginContext, sign_in, sign_in_problem, site_url
+from medianest import (
+    ExternalIdentity,
+    PluginContext,
+    limit_sign_in,
+    sign_in,
+    sign_in_problem,
+    site_url,
+)
 
 from .plextv import PinGone, PlexClient, PlexError, Refused, Unreachable
 
@@ -70,6 +77,7 @@ def _forget_pending(response: web.StreamResponse) -> web.StreamResponse:
 
 async def start(request: web.Request, plugin: PluginContext) -> web.StreamResponse:
     """Ask plex.tv for a PIN and send the browser to app.plex.tv to approve it."""
+    await limit_sign_in(request)
     next_url = request.query.get("next") or "/"
     if plugin.settings.url is None:
         return await sign_in_problem(request, NOT_CONFIGURED, status=503)
