@@ -22,8 +22,8 @@ from .core.auth import create_local_user
 from .core.bus import Bus, RedisBus
 from .core.cache import MemoryCache
 from .core.crypto import SecretBox, generate_key, key_id, write_keyring
-from .core.plugins import PluginNotFound, PluginRegistry, secret_fields
-from .core.rotation import Report, keys_in_use, reencrypt
+from .core.plugins import PluginNotFound, PluginRegistry, secret_paths
+from .core.rotation import Report, SecretFieldsOf, keys_in_use, reencrypt
 from .core.settings import Settings, SettingsError, key_file, load_keyring, load_settings
 
 T = TypeVar("T")
@@ -108,6 +108,31 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         _fail(str(exc))
     except _SERVICE_ERRORS as exc:
         _fail(f"could not start: {_describe(exc)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to keep the demo's data in (default: a temporary folder removed at exit).",
+)
+def demo(host: str, port: int, data_dir: Path | None) -> None:
+    """Try MediaNest on fake services: a populated portal, no account anywhere.
+
+    Starts fake Plex, plex.tv, Sonarr, Radarr, Tautulli, TMDB and YouTube servers on
+    127.0.0.1 and a MediaNest wired to them, with a local administrator and a local user
+    whose passwords it prints. Reads no configuration and never touches a real
+    installation's data. Ctrl-C stops everything.
+    """
+    from . import demo as demo_module  # the fakes are imported only when asked for
+
+    _setup_logging("warning")
+    try:
+        demo_module.run(host, port, data_dir, echo=click.echo)
+    except demo_module.DemoError as exc:
+        _fail(str(exc))
 
 
 @main.command()
@@ -300,12 +325,14 @@ the keys come from MEDIANEST_SECRET_KEY, which this command cannot change. To ro
      then remove them from MEDIANEST_SECRET_KEY and restart."""
 
 
-def _secret_fields_of(registry: PluginRegistry) -> Callable[[str], set[str] | None]:
-    def fields(name: str) -> set[str] | None:
+def _secret_paths_of(
+    registry: PluginRegistry,
+) -> Callable[[str, dict[str, Any]], list[str] | None]:
+    def fields(name: str, settings: dict[str, Any]) -> list[str] | None:
         record = registry.records.get(name)
         if record is None or record.status == "import error":
             return None
-        return secret_fields(record.settings_model)
+        return secret_paths(record.settings_model, settings)
 
     return fields
 
@@ -351,7 +378,7 @@ def rotate_key(ctx: click.Context, prune: bool, reencrypt_only: bool) -> None:
         registry = PluginRegistry()
         registry.discover()
         await registry.collect()
-        fields_of = _secret_fields_of(registry)
+        fields_of = _secret_paths_of(registry)
         engine = db.create_engine(settings)
         try:
             await db.check_schema(engine)
@@ -393,9 +420,7 @@ def rotate_key(ctx: click.Context, prune: bool, reencrypt_only: bool) -> None:
                 "then removes the old key(s)."
             )
 
-    async def _prune(
-        engine: Any, keys: list[str], fields_of: Callable[[str], set[str] | None]
-    ) -> None:
+    async def _prune(engine: Any, keys: list[str], fields_of: SecretFieldsOf) -> None:
         box = SecretBox(keys)
         report = await keys_in_use(engine, box, fields_of)
         _warn_unreadable(report)

@@ -8,11 +8,12 @@ then applies it to itself (an unload/setup cycle, never a restart).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import typing
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +22,11 @@ from typing import Any, Literal
 
 import pluggy
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import audit, hookspecs
+from . import audit, auth, hookspecs
 from .bus import Bus
 from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
@@ -233,9 +235,36 @@ class PluginRegistry:
                 db=self._engine,
                 _publish=self._publish,
                 installation_id=self._installation_id,
+                _hook_caller=functools.partial(self._call_others, name),
+                _secret_reader=functools.partial(self._sign_in_secret, name),
             )
             self._contexts[name] = ctx
         return ctx
+
+    async def _call_others(
+        self, caller: str, hook: str, kwargs: dict[str, Any]
+    ) -> list[tuple[str, Any]]:
+        """What a plugin's ``call_hook`` does: ``hook`` on every other active plugin."""
+        results = []
+        for record in self._in_call_order(hook):
+            if record.name == caller:
+                continue
+            value = await self._call_impl(
+                record, hook, kwargs | {"plugin": self.context(record.name)}
+            )
+            if value is not None:
+                results.append((record.name, value))
+        return results
+
+    async def _sign_in_secret(
+        self, name: str, provider: str, details: dict[str, Any]
+    ) -> str | None:
+        """What a plugin's ``sign_in_secret`` does: only for its own sign-in providers."""
+        if provider not in {p.name for p in self.get(name).sign_in_providers}:
+            raise PermissionError(f"{name} offers no sign-in named {provider!r}")
+        if self._box is None:
+            return None
+        return await auth.identity_secret(self._engine, self._box, provider, details)
 
     def _settings_object(self, record: PluginRecord) -> Any:
         if record.settings_model is None:
@@ -278,6 +307,8 @@ class PluginRegistry:
         record.enabled, record.raw_settings = enabled, settings
         if settings_changed and record.active:
             await self._deactivate(record)
+        elif settings_changed:
+            self._contexts.pop(name, None)  # built from the old settings
         await self._apply(record)
 
     async def _apply(self, record: PluginRecord) -> None:
@@ -346,7 +377,7 @@ class PluginRegistry:
         name: str,
         data: dict[str, Any],
         *,
-        keep_secrets: Iterable[str] = (),
+        keep_secrets: Iterable[str] | Mapping[str, str] = (),
         actor: str = "system",
         address: str | None = None,
     ) -> PluginRecord:
@@ -358,8 +389,13 @@ class PluginRegistry:
         record = self.get(name)
         model = record.settings_model
         if model is not None:
-            secrets = secret_fields(model)
-            keep = set(keep_secrets) & secrets
+            # Where each kept secret is now -> where it is stored (an instance may have moved).
+            sources = (
+                dict(keep_secrets)
+                if isinstance(keep_secrets, Mapping)
+                else {path: path for path in keep_secrets}
+            )
+            keep = {p: sources[p] for p in secret_paths(model, data) if p in sources}
             # The stored row, not this process's copy, which may predate a key rotation.
             stored = await self._stored_settings(name) if keep else {}
             if keep and self._box is not None:
@@ -368,30 +404,32 @@ class PluginRegistry:
             # unchanged form changes nothing), and when it no longer decrypts (the plugin
             # keeps showing why); it is validated as what it decrypts to.
             as_stored: dict[str, str] = {}
-            for field_name in keep:
-                value = stored.get(field_name)
+            for path, source in sorted(keep.items()):
+                value = get_path(stored, source)
                 if not isinstance(value, str) or value == "":
                     continue
                 try:
-                    plain = self._decrypted(name, model, {field_name: value})[field_name]
+                    plain = self._decrypt_one(name, source, value)
                 except PluginSecretsUnreadable:
-                    plain = as_stored[field_name] = value
+                    plain = as_stored[path] = value
                 else:
+                    # Bound to where it is stored: kept as is only if it has not moved.
                     current = self._box is not None and not self._box.needs_rotation(value)
-                    if is_encrypted(value) and current:
-                        as_stored[field_name] = value
-                data = {**data, field_name: plain}
+                    if is_encrypted(value) and current and source == path:
+                        as_stored[path] = value
+                data = set_path(data, path, plain)
             try:
                 proposed = model.model_validate(data)
             except ValidationError as exc:
                 raise PluginSettingsInvalid(name, _validation_errors(exc)) from None
             await self._check_connection(record, proposed)
             data = _plain(proposed)
-            for field_name in secrets:
-                if field_name in as_stored:
-                    data[field_name] = as_stored[field_name]
-                elif data.get(field_name) not in (None, ""):
-                    data[field_name] = self._encrypt(name, field_name, str(data[field_name]))
+            for path in secret_paths(model, data):
+                if path in as_stored:
+                    data = set_path(data, path, as_stored[path])
+                elif get_path(data, path) not in (None, ""):
+                    encrypted = self._encrypt(name, path, str(get_path(data, path)))
+                    data = set_path(data, path, encrypted)
         await self._save(name, {"settings": data})
         # Record which settings changed, never their values: some are secrets.
         await self._audit(actor, "plugin.settings", name, address, {"fields": sorted(data)})
@@ -433,18 +471,18 @@ class PluginRegistry:
         """
         values = dict(stored)
         problems = []
-        for field_name in sorted(secret_fields(model)):
-            value = values.get(field_name)
+        for path in secret_paths(model, values):
+            value = get_path(values, path)
             if not isinstance(value, str) or not is_encrypted(value):
                 continue
             try:
                 if self._box is None:
                     raise DecryptionError("no keyring is loaded")
-                values[field_name] = self._box.decrypt(
-                    value, associated=secret_binding(name, field_name)
-                )
+                plain = self._box.decrypt(value, associated=secret_binding(name, path))
             except DecryptionError as exc:
-                problems.append(f"{field_name}: {exc}")
+                problems.append(f"{path}: {exc}")
+            else:
+                values = set_path(values, path, plain)
         if problems:
             raise PluginSecretsUnreadable(
                 "its secrets cannot be decrypted with the current keys"
@@ -452,6 +490,16 @@ class PluginRegistry:
                 " key file they were saved with."
             )
         return values
+
+    def _decrypt_one(self, name: str, path: str, value: str) -> str:
+        if not is_encrypted(value):
+            return value
+        try:
+            if self._box is None:
+                raise DecryptionError("no keyring is loaded")
+            return self._box.decrypt(value, associated=secret_binding(name, path))
+        except DecryptionError as exc:
+            raise PluginSecretsUnreadable(f"{path}: {exc}") from None
 
     async def _stored_settings(self, name: str) -> dict[str, Any]:
         async with self._engine.connect() as conn:
@@ -604,6 +652,76 @@ def secret_fields(model: type[BaseModel] | None) -> set[str]:
     return {name for name, f in model.model_fields.items() if _is_secret(f.annotation)}
 
 
+def _item_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a ``list[Model]`` field (several instances of a service), else None."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+    for arg in typing.get_args(annotation):  # list[Model] | None
+        found = _item_model(arg) if arg is not type(None) else None
+        if found is not None:
+            return found
+    return None
+
+
+def secret_paths(model: type[BaseModel] | None, data: dict[str, Any]) -> list[str]:
+    """Where the secrets of ``data`` (settings as JSON) are: ``"api_key"`` for a top-level
+    field, ``"sonarr.0.api_key"`` for a field of the first item of a list of instances."""
+    if model is None:
+        return []
+    paths = []
+    for name, info in model.model_fields.items():
+        if _is_secret(info.annotation):
+            paths.append(name)
+            continue
+        item_model = _item_model(info.annotation)
+        items = data.get(name)
+        if item_model is not None and isinstance(items, list):
+            for index, item in enumerate(items):
+                if isinstance(item, dict):
+                    paths.extend(f"{name}.{index}.{f}" for f in sorted(secret_fields(item_model)))
+    return paths
+
+
+def encrypted_paths(data: Any, prefix: str = "") -> list[str]:
+    """Paths of every encrypted value in ``data``, for settings whose model is unknown."""
+    if isinstance(data, dict):
+        items: Iterable[tuple[Any, Any]] = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return [prefix] if prefix and is_encrypted(data) else []
+    return [p for key, value in items for p in encrypted_paths(value, f"{prefix}{key}.")]
+
+
+def get_path(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(data, list):
+            index = int(part)
+            data = data[index] if index < len(data) else None
+        elif isinstance(data, dict):
+            data = data.get(part)
+        else:
+            return None
+    return data
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with ``value`` at ``path`` (the containers on the way are copied)."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return {**data, head: value}
+    child = data.get(head)
+    if isinstance(child, list):
+        index, _, tail = rest.partition(".")
+        items = list(child)
+        item = items[int(index)]
+        items[int(index)] = set_path(item, tail, value) if tail else value
+        return {**data, head: items}
+    return {**data, head: set_path(dict(child or {}), rest, value)}
+
+
 def secret_binding(plugin: str, field_name: str) -> str:
     """What an encrypted plugin secret is bound to: it decrypts for that field only."""
     return f"plugin:{plugin}:{field_name}"
@@ -611,12 +729,18 @@ def secret_binding(plugin: str, field_name: str) -> str:
 
 def _plain(settings: BaseModel) -> dict[str, Any]:
     """The settings as JSON values, secrets included (pydantic's dump would mask them)."""
-    data = settings.model_dump(mode="json")
-    for name in data:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            data[name] = value.get_secret_value()
+    data: dict[str, Any] = to_jsonable_python(_reveal(settings.model_dump()))
     return data
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
 
 
 def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:

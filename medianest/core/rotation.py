@@ -18,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .auth import identity_binding
 from .crypto import PREFIX, DecryptionError, SecretBox, is_encrypted
 from .models import PluginState, UserIdentity
-from .plugins import secret_binding
+from .plugins import encrypted_paths, get_path, secret_binding, set_path
 
 # The secret fields of an installed plugin, or ``None`` for a plugin that is not installed
 # (then every encrypted value of its settings counts as a secret).
-SecretFieldsOf = Callable[[str], set[str] | None]
+# Where the secrets of a plugin's stored settings are (dotted paths), or None if the plugin
+# is unknown here: then every encrypted value in its settings is treated as a secret.
+SecretFieldsOf = Callable[[str, dict[str, Any]], list[str] | None]
 
 
 @dataclass
@@ -84,18 +86,17 @@ async def _walk(conn: AsyncConnection, secret_fields_of: SecretFieldsOf, step: _
     rows = (await conn.execute(plugin_query)).all()
     for name, stored in rows:
         settings = dict(stored or {})
-        fields = secret_fields_of(name)
+        paths = secret_fields_of(name, settings)
+        if paths is None:
+            paths = encrypted_paths(settings)
         changed = False
-        for field_name, value in settings.items():
-            if fields is None and not is_encrypted(value):
+        for path in paths:
+            value = get_path(settings, path)
+            if value is None or value == "":
                 continue
-            if fields is not None and field_name not in fields:
-                continue
-            new = step.visit(
-                value, secret_binding(name, field_name), f"plugin {name}, setting {field_name}"
-            )
+            new = step.visit(value, secret_binding(name, path), f"plugin {name}, setting {path}")
             if new is not None:
-                settings[field_name], changed = new, True
+                settings, changed = set_path(settings, path, new), True
         if changed:
             await conn.execute(
                 update(PluginState).where(PluginState.name == name).values(settings=settings)

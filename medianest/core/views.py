@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +28,9 @@ from .plugins import (
     PluginRecord,
     PluginRegistry,
     PluginSettingsInvalid,
-    secret_fields,
+    get_path,
+    secret_paths,
+    set_path,
 )
 
 log = logging.getLogger(__name__)
@@ -110,13 +113,13 @@ def _record(request: web.Request) -> PluginRecord:
         ) from None
 
 
-def _secret_fields(record: PluginRecord) -> set[str]:
-    return secret_fields(record.settings_model)
-
-
 def _masked_settings(record: PluginRecord) -> dict[str, Any]:
-    secrets = _secret_fields(record)
-    return {k: (MASK if k in secrets and v else v) for k, v in record.raw_settings.items()}
+    """The stored settings with every secret (top-level or of an instance) shown as the mask."""
+    masked = dict(record.raw_settings)
+    for path in secret_paths(record.settings_model, masked):
+        if get_path(masked, path):
+            masked = set_path(masked, path, MASK)
+    return masked
 
 
 def _plugin_out(record: PluginRecord) -> PluginOut:
@@ -148,14 +151,27 @@ def _actor(request: web.Request) -> tuple[str, str | None]:
     return (user.username if user else "anonymous"), client_address(request)
 
 
+def _stored_at(path: str, moved: Mapping[str, str]) -> str:
+    """Where the secret now at ``path`` was stored, if its instance moved up in the list."""
+    for now, before in moved.items():
+        if path.startswith(now + "."):
+            return before + path[len(now) :]
+    return path
+
+
 def _masked_fields(record: PluginRecord, data: dict[str, Any]) -> set[str]:
     """Secrets sent back as the mask they were shown: the stored secret is kept."""
-    return {k for k in _secret_fields(record) if data.get(k) == MASK}
+    return {p for p in secret_paths(record.settings_model, data) if get_path(data, p) == MASK}
 
 
-async def _save_settings(request: web.Request, record: PluginRecord, data: dict[str, Any]) -> None:
+async def _save_settings(
+    request: web.Request,
+    record: PluginRecord,
+    data: dict[str, Any],
+    moved: Mapping[str, str] | None = None,
+) -> None:
     actor, address = _actor(request)
-    keep = _masked_fields(record, data)
+    keep = {path: _stored_at(path, moved or {}) for path in _masked_fields(record, data)}
     try:
         await _registry(request).save_settings(
             record.name,
@@ -329,35 +345,105 @@ async def admin_plugins_page(
 
 
 def _form_fields(record: PluginRecord) -> list[dict[str, Any]]:
+    """The admin form of a plugin, built from its settings model's JSON schema."""
     if record.settings_model is None:
         return []
     schema = record.settings_model.model_json_schema()
+    return _describe_fields(schema, schema.get("$defs", {}))
+
+
+def _describe_fields(schema: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, Any]]:
     required = set(schema.get("required", []))
-    secrets = _secret_fields(record)
     fields = []
     for name, prop in schema.get("properties", {}).items():
-        kind = prop.get("type") or next(
-            (alt.get("type") for alt in prop.get("anyOf", []) if alt.get("type") != "null"),
-            "string",
-        )
-        secret = name in secrets or prop.get("format") == "password"
-        fields.append(
-            {
-                "name": name,
-                "label": prop.get("title", name),
-                "help": prop.get("description", ""),
-                "input": "checkbox"
-                if kind == "boolean"
-                else "number"
-                if kind in ("integer", "number")
-                else "password"
-                if secret
-                else "text",
-                "required": name in required,
-                "default": prop.get("default"),
-            }
-        )
+        variants = [prop, *(alt for alt in prop.get("anyOf", []) if alt.get("type") != "null")]
+        kind = next((v["type"] for v in variants if "type" in v), "string")
+        secret = any(v.get("format") == "password" or v.get("writeOnly") for v in variants)
+        field: dict[str, Any] = {
+            "name": name,
+            "label": prop.get("title", name),
+            "help": prop.get("description", ""),
+            "required": name in required,
+            "default": prop.get("default"),
+        }
+        items = next((v.get("items") for v in variants if v.get("type") == "array"), None)
+        if kind == "array" and items and "$ref" in items:
+            # A list of instances (a second Sonarr, say): a fieldset each, plus a blank one.
+            sub_schema = defs[items["$ref"].rsplit("/", 1)[-1]]
+            field |= {"input": "instances", "fields": _describe_fields(sub_schema, defs)}
+        elif kind == "array":
+            field |= {"input": "list"}
+        elif kind == "boolean":
+            field |= {"input": "checkbox"}
+        elif kind in ("integer", "number"):
+            field |= {"input": "number"}
+        else:
+            field |= {"input": "password" if secret else "text"}
+        fields.append(field)
     return fields
+
+
+def _form_values(
+    fields: list[dict[str, Any]], form: Mapping[str, Any], moved: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What the admin form posted, shaped like the settings model wants it.
+
+    ``moved`` collects, for instances that moved up because one before them was removed,
+    their new position -> the position they were shown (and stored) at.
+    """
+    data: dict[str, Any] = {}
+    for field in fields:
+        name, kind = field["name"], field["input"]
+        value = form.get(name)
+        if kind == "instances":
+            data[name] = _instances(field, form, moved if moved is not None else {})
+        elif kind == "checkbox":
+            data[name] = value is not None
+        elif kind == "list":
+            data[name] = [v.strip() for v in str(value or "").split(",") if v.strip()]
+        elif value not in (None, ""):
+            data[name] = value
+    return data
+
+
+def _instances(
+    field: dict[str, Any], form: Mapping[str, Any], moved: dict[str, str]
+) -> list[dict[str, Any]]:
+    prefix = field["name"] + "."
+    indexes = sorted(
+        {int(k.split(".")[1]) for k in form if k.startswith(prefix) and k.split(".")[1].isdigit()}
+    )
+    items: list[dict[str, Any]] = []
+    for index in indexes:
+        item_prefix = f"{prefix}{index}."
+        own = {k[len(item_prefix) :]: v for k, v in form.items() if k.startswith(item_prefix)}
+        if own.get("_remove"):
+            continue
+        item = _form_values(field["fields"], own)
+        typed = [
+            v
+            for f, v in ((f, item.get(f["name"])) for f in field["fields"])
+            if f["input"] != "checkbox" and v not in (None, "", [])
+        ]
+        if typed:  # the blank fieldset for a new instance stays out unless filled in
+            if len(items) != index:
+                moved[f"{prefix}{len(items)}"] = f"{prefix}{index}"
+            items.append(item)
+    return items
+
+
+def _without_secrets(fields: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
+    """Form values to show again after a refusal: secrets are never sent back to the browser."""
+    shown: dict[str, Any] = {}
+    for field in fields:
+        name = field["name"]
+        if field["input"] == "password" or name not in data:
+            continue
+        if field["input"] == "instances":
+            shown[name] = [_without_secrets(field["fields"], item) for item in data[name]]
+        else:
+            shown[name] = data[name]
+    return shown
 
 
 async def admin_toggle(request: web.Request) -> web.StreamResponse:
@@ -374,22 +460,14 @@ async def admin_settings(request: web.Request) -> web.StreamResponse:
     """Form post from the admin page: validate and save a plugin's settings."""
     record = _record(request)
     form = await request.post()
-    data: dict[str, Any] = {}
-    for field in _form_fields(record):
-        value = form.get(field["name"])
-        if field["input"] == "checkbox":
-            data[field["name"]] = value is not None
-        elif value not in (None, ""):
-            data[field["name"]] = value
+    fields = _form_fields(record)
+    moved: dict[str, str] = {}
+    data = _form_values(fields, form, moved)
     try:
-        await _save_settings(request, record, data)
+        await _save_settings(request, record, data, moved)
     except ApiError as err:
         # Secrets are not sent back to the browser, even those just typed.
-        typed = {
-            f["name"]: data.get(f["name"], "")
-            for f in _form_fields(record)
-            if f["input"] != "password"
-        }
+        typed = _without_secrets(fields, data)
         return await admin_plugins_page(
             request,
             errors={record.name: err.details or err.message},
