@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .cache import Cache
-from .crypto import SecretBox
+from .crypto import DecryptionError, SecretBox
 from .models import ApiToken, Session, User, UserIdentity
 
 SESSION_COOKIE = "medianest_session"
@@ -437,6 +437,35 @@ class ExternalIdentity:
 def identity_binding(provider: str, subject: str) -> str:
     """What an identity's encrypted secret is bound to: it decrypts for that identity only."""
     return f"identity:{provider}:{subject}"
+
+
+async def identity_secret(
+    engine: AsyncEngine, box: SecretBox, provider: str, details: Mapping[str, Any]
+) -> str | None:
+    """The secret of the latest sign-in through ``provider`` whose details include
+    ``details`` (``{"access": "owner"}``, say), decrypted; accounts that are disabled and
+    secrets that no longer decrypt are passed over."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(UserIdentity.subject, UserIdentity.secret, UserIdentity.details)
+                .join(User, User.id == UserIdentity.user_id)
+                .where(
+                    UserIdentity.provider == provider,
+                    UserIdentity.secret.is_not(None),
+                    User.disabled.is_(False),
+                )
+                .order_by(UserIdentity.updated_at.desc())
+            )
+        ).all()
+    for subject, secret, stored in rows:
+        if any((stored or {}).get(key) != value for key, value in details.items()):
+            continue
+        try:
+            return box.decrypt(secret, associated=identity_binding(provider, subject))
+        except DecryptionError:
+            continue
+    return None
 
 
 class SignInRefused(Exception):
