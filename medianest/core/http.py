@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import httpx
@@ -45,10 +47,15 @@ class ServiceError(Exception):
     outcome: ClassVar[str] = "error"
     template: ClassVar[str] = "{label} failed"
 
-    def __init__(self, label: str, detail: str = "", status: int | None = None) -> None:
+    def __init__(
+        self, label: str, detail: str = "", status: int | None = None, answer: Any = None
+    ) -> None:
         self.label = label
         self.detail = detail
         self.status = status
+        # The body of an error answer (parsed JSON, else text), so that a plugin can word the
+        # service's own explanation ("Invalid apikey"); None when there was none.
+        self.answer = answer
         self.at = datetime.now(UTC)
         super().__init__(self.template.format(label=label))
 
@@ -71,6 +78,23 @@ class Unauthorised(ServiceError):
 class BadResponse(ServiceError):
     outcome = "bad_response"
     template = "{label} sent an answer MediaNest could not use"
+
+
+class RateLimited(BadResponse):
+    """The service answered 429: too many requests. ``retry_after`` is how many seconds it
+    asked MediaNest to wait (from ``Retry-After``), ``None`` when it did not say."""
+
+    outcome = "rate_limited"
+    template = "{label} is limiting MediaNest's requests"
+
+    def __init__(
+        self, label: str, retry_after: float | None, answer: Any = None, *, sent: bool = True
+    ) -> None:
+        super().__init__(label, "HTTP 429" if sent else "waiting out HTTP 429", 429, answer)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            seconds = max(1, math.ceil(retry_after))
+            self.args = (f"{label} is limiting MediaNest's requests; try again in {seconds} s",)
 
 
 class CircuitOpen(ServiceError):
@@ -231,6 +255,8 @@ class ServiceClient:
         self._labels = {"service": config.service, "instance": config.instance}
         _CREDENTIAL_PARAMS.update(config.params)
         self.last_error: ServiceError | None = None
+        # monotonic() before which the service asked not to be called (Retry-After).
+        self._not_before = 0.0
         self.last_success_at: datetime | None = None
         self.latency_ms: float | None = None
         self._set_breaker_metric()
@@ -253,6 +279,11 @@ class ServiceClient:
         """One call, with retries for idempotent methods; raises a :class:`ServiceError`."""
         method = method.upper()
         label = self.config.display
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            # The service said to wait (429 with Retry-After): do not hammer it meanwhile.
+            self._count("rate_limited", None)
+            raise RateLimited(label, wait, sent=False)
         try:
             self.breaker.before_call(label)
         except CircuitOpen as exc:
@@ -328,10 +359,16 @@ class ServiceClient:
         status = response.status_code
         if status in (401, 403):
             self._count("unauthorised", status)
-            raise Unauthorised(label, f"HTTP {status}", status)
+            raise Unauthorised(label, f"HTTP {status}", status, _error_answer(response))
+        if status == 429:
+            self._count("rate_limited", status)
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            # Nothing more is sent to the service until the time it asked for has passed.
+            self._not_before = time.monotonic() + (1.0 if retry_after is None else retry_after)
+            raise RateLimited(label, retry_after, _error_answer(response))
         if status >= 400:
             self._count("bad_response", status)
-            raise BadResponse(label, f"HTTP {status}", status)
+            raise BadResponse(label, f"HTTP {status}", status, _error_answer(response))
         try:
             value = _parse(response, parse)
         except ValueError as exc:
@@ -386,6 +423,12 @@ class ServiceClient:
         entry = await self._cache.get_or_compute(key, ttl, compute)
         metrics.UPSTREAM_CACHE.labels(**self._labels, result="hit" if hit else "miss").inc()
         return entry
+
+    async def forget(self, path: str, *, params: Mapping[str, Any] | None = None) -> None:
+        """Drop the cached answer of ``path`` (the last good one stays), so that the next
+        :meth:`get` or :meth:`fetch` with a ``ttl`` asks the service: for news that the data
+        changed (a webhook, say) before its TTL is up."""
+        await self._cache.delete(self._key(path, params, "fresh"))
 
     def _key(self, path: str, params: Mapping[str, Any] | None, kind: str) -> str:
         query = "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
@@ -446,6 +489,34 @@ def _without_credentials(url: httpx.URL) -> httpx.URL:
 
 
 logging.getLogger("httpx").addFilter(_HideCredentials())
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds, or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error_answer(response: httpx.Response) -> Any:
+    """What the service said with an error status: its JSON, else its text (when short)."""
+    if len(response.content) > 65_536:
+        return None
+    if "json" in response.headers.get("Content-Type", ""):
+        try:
+            return orjson.loads(response.content)
+        except ValueError:
+            pass
+    return response.text
 
 
 def _parse(response: httpx.Response, parse: Parse) -> Any:
