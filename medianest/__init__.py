@@ -13,15 +13,18 @@ from .core.auth import ExternalIdentity, Permission
 from .core.auth_views import limit_sign_in, sign_in, sign_in_problem
 from .core.errors import ApiError
 from .core.extensions import (
+    Availability,
     Event,
     FulfilmentResult,
     HealthResult,
     NavItem,
     PluginContext,
     Poller,
+    Progress,
     RequestInfo,
     Route,
     SearchResult,
+    SeasonAvailability,
     SignInProvider,
     Widget,
 )
@@ -33,6 +36,7 @@ from .core.probe import probe
 __all__ = [
     "ApiError",
     "ApiModel",
+    "Availability",
     "BadResponse",
     "Event",
     "ExternalIdentity",
@@ -43,10 +47,12 @@ __all__ = [
     "Permission",
     "PluginContext",
     "Poller",
+    "Progress",
     "RateLimited",
     "RequestInfo",
     "Route",
     "SearchResult",
+    "SeasonAvailability",
     "ServiceClient",
     "ServiceError",
     "SignInProvider",

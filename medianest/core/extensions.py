@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -62,6 +63,12 @@ class PluginContext:
     installation_id: str = ""
     # What the plugin keeps while it is active (HTTP clients, say); each activation starts empty.
     state: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Set by the registry: calls a hook on the other enabled plugins, and reads the stored
+    # secret of a sign-in through one of this plugin's providers.
+    _hook_caller: Callable[..., Awaitable[list[tuple[str, Any]]]] | None = field(
+        default=None, repr=False
+    )
+    _secret_reader: Callable[..., Awaitable[str | None]] | None = field(default=None, repr=False)
     log: logging.Logger = field(init=False, repr=False)
     _clients: dict[str, ServiceClient] = field(default_factory=dict, init=False, repr=False)
 
@@ -71,6 +78,21 @@ class PluginContext:
     async def publish(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
         """Send ``event`` with ``data`` to every websocket client subscribed to ``topic``."""
         await self._publish(topic, event, data)
+
+    async def call_hook(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call ``hook`` (``refresh_library``, say) on every other enabled plugin, each on its
+        own; returns ``(plugin name, answer)`` for each that answered something."""
+        if self._hook_caller is None:
+            return []
+        return await self._hook_caller(hook, kwargs)
+
+    async def sign_in_secret(self, provider: str, **details: Any) -> str | None:
+        """The token kept from the latest sign-in through ``provider`` (one of this plugin's
+        sign-in providers) whose identity details include ``details`` (``access="owner"``,
+        say), decrypted; ``None`` when there is none."""
+        if self._secret_reader is None:
+            return None
+        return await self._secret_reader(provider, details)
 
     def service_client(
         self,
@@ -103,6 +125,36 @@ class PluginContext:
         if client is None:
             client = self._clients[key] = ServiceClient(config, self.cache)
         return client
+
+    @asynccontextmanager
+    async def trial_client(
+        self,
+        service: str,
+        instance: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        label: str = "",
+        **options: Any,
+    ) -> AsyncIterator[ServiceClient]:
+        """A client for settings not saved yet (in ``check_connection``): like
+        :meth:`service_client`, but not pooled, not listed on the admin page, and closed when
+        the ``async with`` block ends."""
+        config = ServiceConfig(
+            service=service,
+            instance=instance,
+            base_url=base_url,
+            headers=dict(headers or {}),
+            params=dict(params or {}),
+            label=label,
+            **options,
+        )
+        client = ServiceClient(config, self.cache)
+        try:
+            yield client
+        finally:
+            await client.close()
 
     def service_clients(self) -> list[ServiceClient]:
         """The clients this plugin has opened while active (for the admin's health view)."""
@@ -193,6 +245,35 @@ class SearchResult:
     ids: Mapping[str, str] = field(default_factory=dict)
 
 
+class SeasonAvailability(NamedTuple):
+    """How much of one season a media server holds: ``present`` episodes, of ``known`` ones
+    (as far as the server knows; Plex knows only the episodes it has)."""
+
+    present: int
+    known: int
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a film or a series is on a media server, and for a series which seasons.
+
+    One answer per server: ``server_id`` and ``server_name`` say which. ``available`` is true
+    when the film, or at least one episode of the series, is there. ``seasons`` maps season
+    numbers to what is present. ``key`` is the server's own id of the item.
+    """
+
+    source: str
+    server_id: str
+    server_name: str
+    media_type: str
+    available: bool
+    seasons: Mapping[int, SeasonAvailability] = field(default_factory=dict)
+    title: str | None = None
+    year: int | None = None
+    key: str | None = None
+    checked_at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     """What a fulfilment plugin is told about an approved request."""
@@ -211,6 +292,20 @@ class FulfilmentResult:
     ok: bool
     message: str = ""
     external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a requested film or series has got in one download queue: ``percent`` done,
+    ``state`` (queued, paused, downloading, importing, warning or failed), ``eta`` when the
+    download client expects to finish, and the ``instance`` that downloads it ("Radarr 4K").
+    ``title`` tells the items of a series apart ("Breaking Bad S01E02")."""
+
+    percent: float
+    state: str
+    eta: datetime | None
+    instance: str
+    title: str = ""
 
 
 @dataclass(frozen=True)

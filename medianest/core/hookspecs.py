@@ -12,6 +12,7 @@ disabled plugins are left out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from .extensions import (
+    Availability,
     Event,
     FulfilmentResult,
     HealthResult,
     NavItem,
     PluginContext,
     Poller,
+    Progress,
     RequestInfo,
     Route,
     SearchResult,
@@ -154,6 +157,47 @@ def fulfil_request(request: RequestInfo, plugin: PluginContext) -> FulfilmentRes
     Return ``None`` to leave the request to another plugin.
 
     :param request: the approved request.
+    :param plugin: the plugin's context.
+    """
+
+
+@hookspec
+def check_availability(
+    ids: Mapping[str, str], media_type: str, plugin: PluginContext
+) -> Availability | None:
+    """Say whether a film or a series is on a media server this plugin knows, and which seasons.
+
+    :param ids: the media's external ids, by scheme: ``{"tmdb": "603", "imdb": "tt0133093"}``.
+    :param media_type: ``"movie"`` or ``"tv"``.
+    :param plugin: the plugin's context.
+    :return: ``None`` when the plugin cannot tell (not set up, not scanned yet).
+    """
+
+
+@hookspec
+def refresh_library(path: str | None, plugin: PluginContext) -> list[str] | None:
+    """Ask a media server to scan for new files: the library holding ``path``, or every library
+    MediaNest watches when ``path`` is ``None``. Other plugins call it through
+    ``plugin.call_hook("refresh_library", path=...)`` once they have put files in place.
+
+    :param path: a file or folder as the media server sees it, or ``None``.
+    :param plugin: the plugin's context.
+    :return: the names of the libraries asked to refresh; ``None`` when none holds ``path``.
+    """
+
+
+@hookspec
+def request_progress(
+    ids: Mapping[str, str], media_type: str, plugin: PluginContext
+) -> list[Progress] | None:
+    """Say how far the downloads of a requested film or series have got.
+
+    Every enabled plugin is asked; their answers are merged. Return ``None`` when the plugin
+    knows nothing of it (not queued here), an empty list when it is known but nothing is
+    downloading.
+
+    :param ids: the request's ids, e.g. ``{"tmdb": "603"}`` or ``{"tvdb": "81189"}``.
+    :param media_type: ``"movie"`` or ``"tv"``.
     :param plugin: the plugin's context.
     """
 
