@@ -10,6 +10,7 @@ say in words what went wrong; and Prometheus metrics per instance.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -432,7 +433,11 @@ class ServiceClient:
 
     def _key(self, path: str, params: Mapping[str, Any] | None, kind: str) -> str:
         query = "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
-        return f"upstream:{kind}:{self.config.service}:{self.config.instance}:{path}?{query}"
+        # The address is part of the key (hashed: it may carry credentials), so that an
+        # instance pointed elsewhere starts afresh.
+        address = hashlib.sha256(self.config.base_url.encode()).hexdigest()[:12]
+        where = f"{self.config.service}:{self.config.instance}:{address}"
+        return f"upstream:{kind}:{where}:{path}?{query}"
 
     # --- state ---------------------------------------------------------------------------
 

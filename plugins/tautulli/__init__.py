@@ -1,28 +1,22 @@
-"""Tautulli: current activity and watch statistics of the Plex server.
+"""Tautulli: what the Plex server is streaming now, watch statistics and recently watched.
 
-A skeleton: settings, a health check and a status widget. The service work itself arrives
-with the service plugins.
+Hook implementations only; the calls are in ``client``, the widgets' loaders in ``widgets``
+and the background refreshes in ``pollers``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, HttpUrl, SecretStr
+from pydantic import BaseModel
 
-from medianest import HealthResult, PluginContext, Widget, hookimpl, probe
+from medianest import HealthResult, PluginContext, Poller, Widget, hookimpl
+
+from . import pollers, widgets
+from .client import LABEL, client_for, trial
+from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-class Settings(BaseModel):
-    """Connection settings of the Tautulli integration."""
-
-    url: HttpUrl | None = Field(
-        default=None, title="Tautulli URL", description="e.g. http://localhost:8181"
-    )
-    api_key: SecretStr | None = Field(default=None, title="API key")
 
 
 @hookimpl
@@ -37,15 +31,55 @@ def register_template_dirs() -> list[Path]:
 
 @hookimpl
 def register_widgets() -> list[Widget]:
-    return [Widget(name="status", title="Tautulli", template="status.html", load=load_status)]
+    return [
+        Widget(
+            "activity",
+            "Current activity",
+            "activity.html",
+            widgets.load_activity,
+            topic=pollers.ACTIVITY_TOPIC,
+        ),
+        Widget(
+            "stats",
+            "Watch statistics",
+            "stats.html",
+            widgets.load_stats,
+            topic=pollers.STATS_TOPIC,
+        ),
+        Widget(
+            "history",
+            "Recently watched",
+            "history.html",
+            widgets.load_history,
+            topic=pollers.HISTORY_TOPIC,
+        ),
+    ]
+
+
+@hookimpl
+def register_pollers() -> list[Poller]:
+    return pollers.pollers()
+
+
+@hookimpl
+def register_ws_topics() -> list[str]:
+    return list(pollers.TOPICS)
+
+
+@hookimpl
+async def check_connection(settings: Settings, plugin: PluginContext) -> HealthResult:
+    """Try the proposed address and key for real before they are saved."""
+    if settings.url is None:
+        return HealthResult(LABEL, "unconfigured", "No address is set.")
+    if not settings.key:
+        return HealthResult(LABEL, "down", "Enter Tautulli's API key (Settings → Web Interface).")
+    async with trial(plugin, settings) as client:
+        return await client.health(plex_needed=False)
 
 
 @hookimpl
 async def check_health(plugin: PluginContext) -> HealthResult:
-    settings: Settings = plugin.settings
-    return await probe("Tautulli", str(settings.url) if settings.url else None)
-
-
-async def load_status(plugin: PluginContext) -> dict[str, Any]:
-    settings: Settings = plugin.settings
-    return {"services": [{"name": "Tautulli", "url": str(settings.url) if settings.url else None}]}
+    client = client_for(plugin)
+    if client is None:
+        return HealthResult(LABEL, "unconfigured", "Set Tautulli's address and API key.")
+    return await client.health(plex_needed=True)
