@@ -41,6 +41,8 @@ CORE_PUBLIC = {
 }
 # A sign-in provider's own steps (the browser arrives there before anybody is signed in).
 PROVIDER_PREFIX = "/auth/plex/"
+# Receivers that check a secret of their own (Sonarr's and Radarr's webhooks).
+RECEIVER_PREFIX = "/arr/webhook/"
 USER = ("viewer", "a viewer's password")
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 
@@ -123,7 +125,16 @@ def unexpected_public(app: web.Application) -> set[tuple[str, str]]:
         if r.access == "public" and r.path.startswith(PROVIDER_PREFIX)
     }
     public = {(m, p) for m, p, access in routes_of(app) if access == "public"}
-    return public - CORE_PUBLIC - provider_routes
+    return public - CORE_PUBLIC - provider_routes - receivers(app)
+
+
+def receivers(app: web.Application) -> set[tuple[str, str]]:
+    """The arr plugin's webhook receivers, as the router knows them."""
+    return {
+        (m, p)
+        for m, p, access in routes_of(app)
+        if access == "public" and m == "POST" and p.startswith(RECEIVER_PREFIX)
+    }
 
 
 def concrete(path: str, admin_id: str) -> str:
@@ -146,8 +157,9 @@ async def test_every_route_declares_access_and_only_sign_in_is_public(
     # The allowlist is all there: sign-in and setup are reachable before anybody signs in.
     public = {(m, p) for m, p, access in routes if access == "public"}
     assert public >= CORE_PUBLIC
-    # ... and so are the steps of Plex sign-in, and nothing else.
-    provider_steps = public - CORE_PUBLIC
+    # ... and so are the steps of Plex sign-in and the webhook receiver, and nothing else.
+    assert len(receivers(client.app)) == 1
+    provider_steps = public - CORE_PUBLIC - receivers(client.app)
     assert provider_steps
     assert all(path.startswith(PROVIDER_PREFIX) for _, path in provider_steps)
     # A plugin route that does not say who may call it is for signed-in users only.

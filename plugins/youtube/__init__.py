@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, HttpUrl, SecretStr
 
 from medianest import HealthResult, PluginContext, Widget, hookimpl
 
@@ -27,6 +27,11 @@ class Settings(BaseModel):
     )
     api_key: SecretStr | None = Field(
         default=None, title="YouTube Data API key", description="Optional: richer previews."
+    )
+    api_url: HttpUrl = Field(
+        default=HttpUrl("https://www.googleapis.com"),
+        title="API address",
+        description="Where the YouTube Data API answers; change it only for testing",
     )
 
 
