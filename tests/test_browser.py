@@ -8,9 +8,11 @@ and dark themes.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 import pytest
 from conftest import ADMIN, require
 from servers import Api, Server, Servers, create_admin
+
+from medianest.testing import FakeTMDB
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -119,6 +123,23 @@ def sign_in_with_form(session: Session, next_path: str = "/") -> None:
     expect(page).to_have_url(session.server.url + next_path)
     expect(page.locator(".topbar .whoami")).to_have_text(ADMIN[0])
     page.close()
+
+
+@pytest.fixture
+def fake_tmdb() -> Iterator[FakeTMDB]:
+    """The fake TMDB, served from a thread of its own (these tests are synchronous)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fake = FakeTMDB()
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 @pytest.fixture
@@ -231,13 +252,16 @@ def test_admin_page_shows_changes_made_elsewhere(session: Session) -> None:
     session.assert_quiet_console()
 
 
-def test_settings_forms(session: Session, tmp_path: Path) -> None:
+def test_settings_forms(session: Session, tmp_path: Path, fake_tmdb: FakeTMDB) -> None:
     server = session.server
     page = session.new_page()
     page.goto("/admin/plugins")
     tmdb = page.locator("#plugin-tmdb")
     tmdb.locator("summary", has_text="Settings").click()
-    tmdb.get_by_label("API key (v3) or read access token (v4)").fill("secret-key-123")
+    # The key is tried on TMDB (a fake one here) before it is saved.
+    secret = fake_tmdb.api_key
+    tmdb.get_by_label("API key (v3) or read access token (v4)").fill(secret)
+    tmdb.get_by_label("API address").fill(fake_tmdb.url)
     tmdb.get_by_label("Language").fill("fr-FR")
     tmdb.get_by_label("Region").fill("FR")
     tmdb.get_by_role("button", name="Save").click()
@@ -249,12 +273,13 @@ def test_settings_forms(session: Session, tmp_path: Path) -> None:
     # The secret is kept but never sent back to the browser.
     key = tmdb.get_by_label("API key (v3) or read access token (v4)")
     expect(key).to_have_attribute("type", "password")
-    expect(key).not_to_have_value("secret-key-123")
+    expect(key).not_to_have_value(secret)
     saved = session.api.get("/api/v1/plugins/tmdb")["settings"]
     assert saved["language"] == "fr-FR"
     assert saved["region"] == "FR"
-    assert saved["api_key"] not in (None, "", "secret-key-123")
-    assert "secret-key-123" not in page.content()
+    assert saved["api_key"] not in (None, "", secret)
+    assert secret not in page.content()
+    assert fake_tmdb.calls["GET /3/configuration"] == 1
 
     plex = page.locator("#plugin-plex")
     plex.locator("summary", has_text="Settings").click()

@@ -16,12 +16,16 @@ import stat
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from conftest import ADMIN, Client, MakeClient, add_user, require, wait_for
 from plugins_for_tests import ProbePlugin
 from pydantic import BaseModel, Field, SecretStr
@@ -43,6 +47,7 @@ from medianest.core.models import (
 )
 from medianest.core.plugins import secret_binding
 from medianest.core.settings import Settings, key_file, load_settings
+from medianest.testing import FakePlexMediaServer, FakeTMDB
 
 MASK = "••••"
 UNREADABLE = "its secrets cannot be decrypted with the current keys"
@@ -50,6 +55,51 @@ UNREADABLE = "its secrets cannot be decrypted with the current keys"
 
 def new_secret(kind: str) -> str:
     return f"{kind}-{secrets.token_hex(12)}"
+
+
+@dataclass
+class AnyKeyTMDB(FakeTMDB):
+    """The fake TMDB, taking any key: TMDB tries a key before it is saved, and these tests are
+    about how keys are kept, not about TMDB."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.middlewares.insert(0, self._any_key)
+        return app
+
+    @web.middleware
+    async def _any_key(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if "api_key" in request.query:
+            request = request.clone(rel_url=request.rel_url.update_query(api_key=self.api_key))
+        return await handler(request)
+
+
+@pytest.fixture
+async def tmdb_url() -> AsyncIterator[str]:
+    async with AnyKeyTMDB() as tmdb:
+        yield tmdb.url
+
+
+@dataclass
+class AnyTokenPlex(FakePlexMediaServer):
+    """The fake Plex Media Server, taking any token, for the same reason as AnyKeyTMDB."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.middlewares.insert(0, self._any_token)
+        return app
+
+    @web.middleware
+    async def _any_token(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("X-Plex-Token"):
+            request = request.clone(headers={**request.headers, "X-Plex-Token": "accepted"})
+        return await handler(request)
+
+
+@pytest.fixture
+async def plex_url() -> AsyncIterator[str]:
+    async with AnyTokenPlex(tokens={"accepted"}) as plex:
+        yield plex.url + "/"
 
 
 async def medianest(
@@ -182,7 +232,9 @@ LEAKY = [
 # --- a journey that stores one of every kind of secret ----------------------------------------
 
 
-async def store_every_kind_of_secret(client: Client) -> dict[str, str]:
+async def store_every_kind_of_secret(
+    client: Client, tmdb_url: str, plex_url: str
+) -> dict[str, str]:
     """Save services' keys, sign in, make an API token, a local user and a Plex identity.
 
     Returns every secret involved, by what it is.
@@ -200,12 +252,12 @@ async def store_every_kind_of_secret(client: Client) -> dict[str, str]:
         "Plex user token": new_secret("plexuser"),
     }
     body = await put_settings(
-        client, "tmdb", {"api_key": found["TMDB API key"], "language": "fr-FR"}
+        client,
+        "tmdb",
+        {"api_key": found["TMDB API key"], "language": "fr-FR", "api_url": tmdb_url},
     )
     assert body["settings"]["api_key"] == MASK
-    await put_settings(
-        client, "plex", {"url": "http://127.0.0.1:9/", "token": found["Plex server token"]}
-    )
+    await put_settings(client, "plex", {"url": plex_url, "token": found["Plex server token"]})
     await put_settings(client, "leaky", {"token": found["leaky token"]})
     await put_settings(client, "leakystart", {"token": found["failing plugin token"]})
     assert (await enable(client, "tmdb"))["status"] == "active"
@@ -258,14 +310,14 @@ def assert_nowhere(found: dict[str, str], text: str | bytes, where: str) -> None
 
 
 async def test_a_database_dump_holds_no_secret_in_clear(
-    db_settings: Settings, make_client: MakeClient
+    db_settings: Settings, make_client: MakeClient, tmdb_url: str, plex_url: str
 ) -> None:
     client = await make_client(db_settings, LEAKY)
-    found = await store_every_kind_of_secret(client)
+    found = await store_every_kind_of_secret(client, tmdb_url, plex_url)
 
     dump = database_dump(db_settings)
     # The dump is the real thing: what is not secret is there to read.
-    for visible in (b"fr-FR", b"carol", b"plexfan", b"backup script", b"http://127.0.0.1:9/"):
+    for visible in (b"fr-FR", b"carol", b"plexfan", b"backup script", plex_url.encode()):
         assert visible in dump
     assert dump.count(b"enc:v1:" + client.app[BOX].current_id.encode()) >= 5
     assert_nowhere(found, dump, f"the {'SQLite file' if db_settings.is_sqlite else 'pg_dump'}")
@@ -296,11 +348,15 @@ async def test_a_database_dump_holds_no_secret_in_clear(
 
 
 async def test_no_secret_in_answers_pages_errors_or_logs(
-    sqlite_settings: Settings, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+    sqlite_settings: Settings,
+    make_client: MakeClient,
+    caplog: pytest.LogCaptureFixture,
+    tmdb_url: str,
+    plex_url: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     client = await make_client(sqlite_settings, LEAKY)
-    found = await store_every_kind_of_secret(client)
+    found = await store_every_kind_of_secret(client, tmdb_url, plex_url)
 
     # The API shows that a secret is set, never the secret.
     for name, field in [("tmdb", "api_key"), ("plex", "token"), ("leaky", "token")]:
@@ -369,11 +425,11 @@ def flip_a_byte(stored: str) -> str:
 
 @pytest.mark.parametrize("damage", ["tampered value", "key file replaced"])
 async def test_a_secret_that_does_not_decrypt_marks_its_plugin_failed(
-    sqlite_settings: Settings, make_client: MakeClient, damage: str
+    sqlite_settings: Settings, make_client: MakeClient, damage: str, tmdb_url: str
 ) -> None:
     client = await make_client(sqlite_settings)
     key = new_secret("tmdbkey")
-    await put_settings(client, "tmdb", {"api_key": key, "language": "de-DE"})
+    await put_settings(client, "tmdb", {"api_key": key, "language": "de-DE", "api_url": tmdb_url})
     await enable(client, "tmdb")
     await client.close()
 
@@ -403,7 +459,12 @@ async def test_a_secret_that_does_not_decrypt_marks_its_plugin_failed(
     assert info["status"] == "failed"
     assert UNREADABLE in info["error"]
     assert expected in info["error"]
-    assert info["settings"] == {"api_key": MASK, "language": "de-DE", "region": "US"}
+    assert info["settings"] == {
+        "api_key": MASK,
+        "language": "de-DE",
+        "region": "US",
+        "api_url": tmdb_url + "/",
+    }
     page = await client.get("/admin/plugins")
     assert page.status == 200
     assert UNREADABLE in await page.text()
@@ -412,11 +473,12 @@ async def test_a_secret_that_does_not_decrypt_marks_its_plugin_failed(
         assert resp.status in (200, 409), path
 
     # Saving other settings with the mask keeps the damaged value: still failed, no crash.
-    body = await put_settings(client, "tmdb", {"api_key": MASK, "language": "it-IT"})
+    retyped = {"language": "it-IT", "api_url": tmdb_url}
+    body = await put_settings(client, "tmdb", {"api_key": MASK, **retyped})
     assert body["status"] == "failed"
     assert body["settings"]["language"] == "it-IT"
     # Entering the secret again mends it.
-    body = await put_settings(client, "tmdb", {"api_key": key, "language": "it-IT"})
+    body = await put_settings(client, "tmdb", {"api_key": key, **retyped})
     assert body["status"] == "active"
     assert body["error"] is None
 
@@ -425,7 +487,7 @@ async def test_a_secret_that_does_not_decrypt_marks_its_plugin_failed(
 
 
 async def test_rotation_while_two_processes_run(
-    tmp_path: Path, redis_url: str, make_client: MakeClient
+    tmp_path: Path, redis_url: str, make_client: MakeClient, tmdb_url: str
 ) -> None:
     settings = load_settings(data_dir=tmp_path / "data", redis_url=redis_url)
     probe_a, probe_b = ProbePlugin(), ProbePlugin()
@@ -437,7 +499,7 @@ async def test_rotation_while_two_processes_run(
     probe_key, tmdb_key, plex_user = (new_secret(k) for k in ("probe", "tmdb", "plexuser"))
     await enable(a, "probe")
     await put_settings(a, "probe", {"url": "http://one", "api_key": probe_key})
-    await put_settings(a, "tmdb", {"api_key": tmdb_key})
+    await put_settings(a, "tmdb", {"api_key": tmdb_key, "api_url": tmdb_url})
     await user_for_identity(
         a.app[ENGINE],
         a.app[BOX],
@@ -508,11 +570,11 @@ async def test_rotation_while_two_processes_run(
 
 
 async def test_prune_refuses_while_a_secret_needs_an_old_key(
-    db_settings: Settings, make_client: MakeClient
+    db_settings: Settings, make_client: MakeClient, tmdb_url: str
 ) -> None:
     client = await make_client(db_settings)
     tmdb_key, plex_token = new_secret("tmdb"), new_secret("plex")
-    await put_settings(client, "tmdb", {"api_key": tmdb_key})
+    await put_settings(client, "tmdb", {"api_key": tmdb_key, "api_url": tmdb_url})
     # A secret saved in clear, as by a MediaNest from before secrets were encrypted.
     async with client.app[ENGINE].begin() as conn:
         await conn.execute(
@@ -560,13 +622,13 @@ async def test_prune_refuses_while_a_secret_needs_an_old_key(
 
 
 async def test_rotation_with_keys_from_the_environment(
-    tmp_path: Path, make_client: MakeClient
+    tmp_path: Path, make_client: MakeClient, tmdb_url: str
 ) -> None:
     first, second = generate_key(), generate_key()
     data = tmp_path / "data"
     client = await make_client(load_settings(data_dir=data, secret_key=first))
     tmdb_key = new_secret("tmdb")
-    await put_settings(client, "tmdb", {"api_key": tmdb_key})
+    await put_settings(client, "tmdb", {"api_key": tmdb_key, "api_url": tmdb_url})
     await enable(client, "tmdb")
     await client.close()
 
@@ -595,7 +657,7 @@ async def test_rotation_with_keys_from_the_environment(
     assert info["settings"]["api_key"] == MASK
 
 
-async def test_rotation_under_a_running_server(tmp_path: Path) -> None:
+async def test_rotation_under_a_running_server(tmp_path: Path, tmdb_url: str) -> None:
     """``medianest serve`` keeps working through a rotation and a prune, without a restart."""
     servers = Servers(tmp_path)
     data = tmp_path / "one"
@@ -623,6 +685,7 @@ async def test_rotation_under_a_running_server(tmp_path: Path) -> None:
             headers = {"X-CSRF-Token": csrf}
 
             async def save(values: dict[str, Any]) -> dict[str, Any]:
+                values = {**values, "api_url": tmdb_url}
                 resp = await http.put("/api/v1/plugins/tmdb/settings", json=values, headers=headers)
                 assert resp.status == 200, await resp.text()
                 return dict(await resp.json())
@@ -641,7 +704,12 @@ async def test_rotation_under_a_running_server(tmp_path: Path) -> None:
             second = new_secret("tmdb")
             body = await save({"api_key": second, "language": "it-IT"})
             assert body["status"] == "active", body["error"]
-            assert body["settings"] == {"api_key": MASK, "language": "it-IT", "region": "US"}
+            assert body["settings"] == {
+                "api_key": MASK,
+                "language": "it-IT",
+                "region": "US",
+                "api_url": tmdb_url + "/",
+            }
             with closing(sqlite3.connect(data / "medianest.db")) as conn:
                 (raw,) = conn.execute(
                     "SELECT settings FROM plugin_states WHERE name = 'tmdb'"
@@ -656,7 +724,12 @@ async def test_rotation_under_a_running_server(tmp_path: Path) -> None:
             assert body["status"] == "active", body["error"]
             info = await (await http.get("/api/v1/plugins/tmdb")).json()
             assert info["status"] == "active"
-            assert info["settings"] == {"api_key": MASK, "language": "es-ES", "region": "US"}
+            assert info["settings"] == {
+                "api_key": MASK,
+                "language": "es-ES",
+                "region": "US",
+                "api_url": tmdb_url + "/",
+            }
         assert server.process.poll() is None
         assert "Traceback" not in server.output()
         assert key not in server.output() and second not in server.output()

@@ -227,19 +227,21 @@ class PluginRegistry:
     def context(self, name: str) -> PluginContext:
         ctx = self._contexts.get(name)
         if ctx is None:
-            record = self.get(name)
-            ctx = PluginContext(
-                name=name,
-                settings=self._settings_object(record),
-                cache=self._cache,
-                db=self._engine,
-                _publish=self._publish,
-                installation_id=self._installation_id,
-                _hook_caller=functools.partial(self._call_others, name),
-                _secret_reader=functools.partial(self._sign_in_secret, name),
-            )
+            ctx = self._new_context(name, self._settings_object(self.get(name)))
             self._contexts[name] = ctx
         return ctx
+
+    def _new_context(self, name: str, settings: Any) -> PluginContext:
+        return PluginContext(
+            name=name,
+            settings=settings,
+            cache=self._cache,
+            db=self._engine,
+            _publish=self._publish,
+            installation_id=self._installation_id,
+            _hook_caller=functools.partial(self._call_others, name),
+            _secret_reader=functools.partial(self._sign_in_secret, name),
+        )
 
     async def _call_others(
         self, caller: str, hook: str, kwargs: dict[str, Any]
@@ -441,7 +443,12 @@ class PluginRegistry:
         impl = self._impl(record, "check_connection")
         if impl is None:
             return
-        ctx = self.context(record.name)
+        try:
+            ctx = self.context(record.name)
+        except PluginSecretsUnreadable:
+            # The settings in force no longer decrypt (the admin is entering them again):
+            # the test runs in a context of the proposed settings alone.
+            ctx = self._new_context(record.name, proposed)
         try:
             result = await resolve(call_with(impl.function, settings=proposed, plugin=ctx))
         except Exception as exc:
@@ -691,7 +698,8 @@ def encrypted_paths(data: Any, prefix: str = "") -> list[str]:
     elif isinstance(data, list):
         items = enumerate(data)
     else:
-        return [prefix] if prefix and is_encrypted(data) else []
+        # A leaf: its path is the keys that led here ("sonarr.0.api_key"), no trailing dot.
+        return [prefix.rstrip(".")] if prefix and is_encrypted(data) else []
     return [p for key, value in items for p in encrypted_paths(value, f"{prefix}{key}.")]
 
 

@@ -54,7 +54,10 @@ class FakeServer:
 
     async def start(self, port: int = 0) -> FakeServer:
         # A short shutdown: stopping closes the port at once, even with a hung request open.
-        self._runner = web.AppRunner(self.app(), handle_signals=False, shutdown_timeout=0.1)
+        # No access log: it is the service's own (credentials in URLs included), not MediaNest's.
+        self._runner = web.AppRunner(
+            self.app(), handle_signals=False, shutdown_timeout=0.1, access_log=None
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port or self.port)
         await site.start()

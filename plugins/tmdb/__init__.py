@@ -1,27 +1,37 @@
 """The Movie Database: search, details and discovery of films and series.
 
-A skeleton: settings, a health check and a status widget. The service work itself arrives
-with the service plugins.
+Search (films and series; people are left out), details with the ids Sonarr and Radarr use,
+a "Trending this week" widget and a Discover page of trending, popular and upcoming titles,
+all within TMDB's rate limit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from aiohttp import web
+from pydantic import BaseModel
 
-from medianest import HealthResult, PluginContext, Widget, hookimpl
+from medianest import (
+    HealthResult,
+    NavItem,
+    PluginContext,
+    Poller,
+    Route,
+    SearchResult,
+    ServiceError,
+    Unauthorised,
+    Widget,
+    hookimpl,
+)
+
+from . import pollers, routes, widgets
+from .client import LABEL, TMDB, VERSION, connection, describe
+from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-
-class Settings(BaseModel):
-    """Connection settings of the TMDB integration."""
-
-    api_key: SecretStr | None = Field(default=None, title="API key (v3) or read access token (v4)")
-    language: str = Field(default="en-US", title="Language")
-    region: str = Field(default="US", title="Region")
+__all__ = ["Settings"]
 
 
 @hookimpl
@@ -36,21 +46,75 @@ def register_template_dirs() -> list[Path]:
 
 @hookimpl
 def register_widgets() -> list[Widget]:
-    return [Widget(name="status", title="TMDB", template="status.html", load=load_status)]
+    return [
+        Widget(
+            name="trending",
+            title="Trending this week",
+            template="trending.html",
+            load=widgets.load_trending,
+            topic=pollers.TOPIC,
+        )
+    ]
 
 
 @hookimpl
-def check_health(plugin: PluginContext) -> HealthResult:
+def register_pollers() -> list[Poller]:
+    return [Poller("discovery", pollers.INTERVAL, pollers.refresh_discovery)]
+
+
+@hookimpl
+def register_ws_topics() -> list[str]:
+    return [pollers.TOPIC]
+
+
+@hookimpl
+def register_routes() -> list[Route]:
+    return routes.ROUTES
+
+
+@hookimpl
+def extra_nav_items(request: web.Request, plugin: PluginContext) -> list[NavItem]:
+    return [NavItem("Discover", "/discover")]
+
+
+async def _try(tmdb: TMDB, what: str) -> HealthResult:
+    try:
+        await tmdb.check()
+    except Unauthorised as exc:
+        return HealthResult(LABEL, "degraded", describe(exc), version=VERSION)
+    except ServiceError as exc:
+        # TMDB answered, but not with its configuration (a rate limit, an error page...).
+        answered = exc.status is not None and exc.status < 500
+        return HealthResult(LABEL, "degraded" if answered else "down", describe(exc))
+    return HealthResult(
+        LABEL, "ok", f"Connected with {what}.", latency_ms=tmdb.http.latency_ms, version=VERSION
+    )
+
+
+def _kind(settings: Settings) -> str:
+    return "a read access token (v4)" if settings.uses_read_token else "an API key (v3)"
+
+
+@hookimpl
+async def check_connection(settings: Settings, plugin: PluginContext) -> HealthResult:
+    if settings.api_key is None:
+        return HealthResult(LABEL, "unconfigured", "No API key is set.")
+    async with plugin.trial_client(**connection(settings)) as http:
+        return await _try(TMDB(plugin, settings, http=http), _kind(settings))
+
+
+@hookimpl
+async def check_health(plugin: PluginContext) -> HealthResult:
     settings: Settings = plugin.settings
     if settings.api_key is None:
-        return HealthResult("TMDB", "unconfigured", "No API key is set.")
-    return HealthResult("TMDB", "ok", "An API key is set; it is checked when searches begin.")
+        return HealthResult(LABEL, "unconfigured", "No API key is set.")
+    return await _try(TMDB(plugin), _kind(settings))
 
 
-async def load_status(plugin: PluginContext) -> dict[str, Any]:
-    settings: Settings = plugin.settings
-    return {
-        "services": [
-            {"name": "TMDB", "url": None if settings.api_key is None else "api.themoviedb.org"}
-        ]
-    }
+@hookimpl
+async def search_media(query: str, plugin: PluginContext) -> list[SearchResult]:
+    tmdb = TMDB(plugin)
+    if not tmdb.configured:
+        return []
+    page = await tmdb.search(query)
+    return [title.search_result() for title in page.results]
