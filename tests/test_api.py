@@ -355,3 +355,15 @@ async def test_core_answers_match_their_published_schemas(probe_client: TestClie
         assert resp.status == 200, url
         schema = validator(doc, response_schema(doc, path, method))
         assert list(schema.iter_errors(await resp.json())) == [], url
+
+
+async def test_the_document_says_how_to_authenticate(sqlite_settings, make_client) -> None:
+    client = await make_client(sqlite_settings)
+    doc = await (await client.get("/api/openapi.json")).json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearer"]["scheme"] == "bearer"
+    assert schemes["apiKey"] == {**schemes["apiKey"], "in": "header", "name": "X-Api-Key"}
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+    assert doc["paths"]["/api/v1/auth/login"]["post"]["security"] == []
+    plugins = doc["paths"]["/api/v1/plugins"]["get"]["security"]
+    assert {"bearer": []} in plugins and {"session": []} in plugins

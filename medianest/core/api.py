@@ -143,6 +143,28 @@ def add_routes(
         )
 
 
+_SECURITY_SCHEMES = {
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "medianest_session",
+        "description": "A signed-in browser; state changes also need X-CSRF-Token.",
+    },
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token made on the account page.",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Api-Key",
+        "description": "The same API token, in a header.",
+    },
+}
+_SIGNED_IN: list[dict[str, list[str]]] = [{"session": []}, {"bearer": []}, {"apiKey": []}]
+
+
 def openapi_document(
     routes: Iterable[tuple[str | None, Route]], *, title: str, version: str
 ) -> dict[str, Any]:
@@ -187,6 +209,8 @@ def openapi_document(
                 for name in _PATH_PARAM.findall(route.path)
             ],
             "responses": {"4XX": error, "5XX": error},
+            # Who may call it: nobody needs to sign in for a public route.
+            "security": [] if route.access == "public" else _SIGNED_IN,
         }
         if route.query is not None:
             query_schema = schemas[ref(route.query)["$ref"].rsplit("/", 1)[-1]]
@@ -216,5 +240,5 @@ def openapi_document(
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
     }
