@@ -10,8 +10,9 @@ import asyncio
 import os
 import shutil
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,24 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], seconds: float = 5.
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {seconds} s")
         await asyncio.sleep(0.05)
+
+
+async def reload_widgets(
+    clients: list[TestClient], plugin: str, widgets: Iterable[str], seconds: float, each: int = 5
+) -> int:
+    """Many viewers reloading every widget of ``plugin`` for ``seconds``; returns how many
+    views were served (every one of them a 200)."""
+    served = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answers = await asyncio.gather(
+            *(
+                c.get(f"/widgets/{plugin}/{w}")
+                for c in clients
+                for w in widgets
+                for _ in range(each)
+            )
+        )
+        assert {a.status for a in answers} == {200}
+        served += len(answers)
+    return served

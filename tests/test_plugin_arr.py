@@ -26,7 +26,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN, Client, MakeClient, add_user, require, wait_for
+from conftest import ADMIN, Client, MakeClient, add_user, reload_widgets, require, wait_for
 from medianest_plugins.arr import pollers
 from test_fake_arr import SONARR_4, Contract
 
@@ -528,19 +528,6 @@ POLLED = {
 }
 
 
-async def _views(clients: list[TestClient], seconds: float) -> int:
-    """Many viewers reloading every widget for ``seconds``; how many views were served."""
-    served = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        answers = await asyncio.gather(
-            *(c.get(f"/widgets/{PLUGIN}/{w}") for c in clients for w in WIDGETS for _ in range(4))
-        )
-        assert {a.status for a in answers} == {200}
-        served += len(answers)
-    return served
-
-
 @pytest.mark.usefixtures("fast_polls")
 async def test_one_upstream_call_per_interval_however_many_viewers(
     sqlite_settings: Settings, make_client: MakeClient, sonarr: FakeSonarr, radarr: FakeRadarr
@@ -548,7 +535,7 @@ async def test_one_upstream_call_per_interval_however_many_viewers(
     client = await portal(make_client, sqlite_settings, sonarr, radarr)
     before = {fake.app_name: dict(fake.calls) for fake in (sonarr, radarr)}
     started = time.monotonic()
-    served = await _views([client], 1.5)
+    served = await reload_widgets([client], PLUGIN, WIDGETS, 1.5, each=4)
     elapsed = time.monotonic() - started
     assert served >= 100
     most = int(elapsed / FAST) + 2
@@ -573,7 +560,7 @@ async def test_one_upstream_call_per_interval_across_processes(
     await wait_for(lambda: _running(b))
     before = dict(sonarr.calls)
     started = time.monotonic()
-    await _views([a, b], 1.5)
+    await reload_widgets([a, b], PLUGIN, WIDGETS, 1.5, each=4)
     most = int((time.monotonic() - started) / FAST) + 2
     for call in POLLED.values():
         calls = sonarr.calls[call] - before.get(call, 0)

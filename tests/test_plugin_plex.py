@@ -31,7 +31,7 @@ import pytest
 import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
-from conftest import Client, MakeClient, add_user, require, wait_for
+from conftest import Client, MakeClient, add_user, reload_widgets, require, wait_for
 from medianest_plugins.plex import pollers
 from pydantic import BaseModel
 
@@ -564,19 +564,6 @@ POLLED = {
 }
 
 
-async def _views(clients: list[TestClient], seconds: float) -> int:
-    """Many viewers reloading every widget for ``seconds``; how many views were served."""
-    served = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        answers = await asyncio.gather(
-            *(c.get(f"/widgets/{PLUGIN}/{w}") for c in clients for w in WIDGETS for _ in range(5))
-        )
-        assert {a.status for a in answers} == {200}
-        served += len(answers)
-    return served
-
-
 @pytest.mark.usefixtures("fast_polls")
 async def test_one_upstream_call_per_interval_however_many_viewers(
     sqlite_settings: Settings, make_client: MakeClient, pms: FakePlexMediaServer
@@ -584,7 +571,7 @@ async def test_one_upstream_call_per_interval_however_many_viewers(
     client = await portal(make_client, sqlite_settings, pms)
     before = dict(pms.calls)
     started = time.monotonic()
-    served = await _views([client], 1.5)
+    served = await reload_widgets([client], PLUGIN, WIDGETS, 1.5)
     elapsed = time.monotonic() - started
     assert served >= 150
     most = int(elapsed / FAST) + 2
@@ -611,7 +598,7 @@ async def test_one_call_per_interval_and_one_full_scan_across_processes(
         await wait_for(lambda: scanned(b))
         before = dict(pms.calls)
         started = time.monotonic()
-        await _views([a, b], 1.5)
+        await reload_widgets([a, b], PLUGIN, WIDGETS, 1.5)
         elapsed = time.monotonic() - started
         most = int(elapsed / FAST) + 2
         for path, reads in POLLED.items():

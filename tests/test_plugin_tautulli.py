@@ -29,7 +29,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN, Client, MakeClient, add_user, require, wait_for
+from conftest import ADMIN, Client, MakeClient, add_user, reload_widgets, require, wait_for
 from medianest_plugins.tautulli import pollers
 from medianest_plugins.tautulli.settings import Settings as TautulliSettings
 from servers import Api
@@ -460,19 +460,6 @@ async def _fresh(client: TestClient, widget: str) -> bool:
 # --- pollers and live updates -----------------------------------------------------------------
 
 
-async def _views(clients: list[TestClient], seconds: float) -> int:
-    """Many viewers reloading every widget for ``seconds``; how many views were served."""
-    served = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        answers = await asyncio.gather(
-            *(c.get(f"/widgets/{PLUGIN}/{w}") for c in clients for w in WIDGETS for _ in range(5))
-        )
-        assert {a.status for a in answers} == {200}
-        served += len(answers)
-    return served
-
-
 @pytest.mark.usefixtures("fast_polls")
 async def test_one_upstream_call_per_interval_however_many_viewers(
     sqlite_settings: Settings, make_client: MakeClient, fake: FakeTautulli
@@ -480,7 +467,7 @@ async def test_one_upstream_call_per_interval_however_many_viewers(
     client = await portal(make_client, sqlite_settings, fake)
     before = Counter(fake.commands)
     started = time.monotonic()
-    served = await _views([client], 1.5)
+    served = await reload_widgets([client], PLUGIN, WIDGETS, 1.5)
     elapsed = time.monotonic() - started
     assert served >= 150
     most = int(elapsed / FAST) + 2
@@ -503,7 +490,7 @@ async def test_one_upstream_call_per_interval_across_processes(
     await wait_for(lambda: _running(b))
     before = Counter(fake.commands)
     started = time.monotonic()
-    await _views([a, b], 1.5)
+    await reload_widgets([a, b], PLUGIN, WIDGETS, 1.5)
     elapsed = time.monotonic() - started
     most = int(elapsed / FAST) + 2
     for cmd in ("get_activity", "get_home_stats", "get_history"):
