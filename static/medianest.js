@@ -89,3 +89,38 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   if (MediaNestLive.handlers.size) MediaNestLive.connect();
 });
+
+// Settings whose values an instance offers live (a Sonarr's quality profiles, say): the saved
+// instance's fieldset names a JSON route; its fields become choices from the answer.
+async function offerChoices(fieldset) {
+  let answer;
+  try {
+    const response = await fetch(fieldset.dataset.optionsUrl, { headers: { Accept: "application/json" } });
+    answer = await response.json();
+    if (!response.ok) throw new Error(answer.error ? answer.error.message : response.statusText);
+  } catch (error) {
+    const note = document.createElement("small");
+    note.className = "options-note";
+    note.textContent = `Could not read the choices from this server: ${error.message}`;
+    fieldset.append(note);
+    return;
+  }
+  for (const input of fieldset.querySelectorAll(":scope > label > input[data-options]")) {
+    const items = answer[input.dataset.options] || [];
+    const select = document.createElement("select");
+    select.name = input.name;
+    select.append(new Option("(not chosen)", ""));
+    for (const item of items) {
+      const value = String(item[input.dataset.optionValue]);
+      select.append(new Option(String(item[input.dataset.optionLabel]), value, false, value === input.value));
+    }
+    if (input.value && ![...select.options].some((o) => o.value === input.value)) {
+      select.append(new Option(`${input.value} (not on the server)`, input.value, false, true));
+    }
+    input.replaceWith(select);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const fieldset of document.querySelectorAll("fieldset[data-options-url]")) offerChoices(fieldset);
+});

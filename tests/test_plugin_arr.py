@@ -1351,3 +1351,48 @@ async def test_each_widget_on_the_dashboard_updates_live_in_a_browser(
         finally:
             await browser.close()
     assert problems == []
+
+
+@pytest.mark.browser
+async def test_the_admin_form_offers_the_profiles_and_folders_read_from_the_server(
+    sqlite_settings: Settings,
+    make_client: MakeClient,
+    chromium: str,
+    sonarr: FakeSonarr,
+) -> None:
+    try:
+        from playwright.async_api import async_playwright, expect
+    except ImportError:
+        require(False, "Playwright is not installed (pip install playwright)")
+    client = await portal(make_client, sqlite_settings, sonarr)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = await browser.new_context(base_url=str(client.make_url("")))
+            context.set_default_timeout(10_000)
+            page = await context.new_page()
+            signed_in = await page.request.post(
+                "/api/v1/auth/login", data={"username": ADMIN[0], "password": ADMIN[1]}
+            )
+            assert signed_in.ok
+            await page.goto("/admin/plugins")
+            await page.locator("#plugin-arr summary").click()
+            profile = page.locator('select[name="sonarr.0.quality_profile_id"]')
+            folder = page.locator('select[name="sonarr.0.root_folder"]')
+            await expect(profile.locator("option:checked")).to_have_text("HD-1080p")
+            await expect(profile.locator("option")).to_contain_text(["Any", "SD", "Ultra-HD"])
+            await expect(folder.locator("option:checked")).to_have_text(sonarr.root_folders[0])
+
+            # Choosing another profile and saving keeps the choice (and the masked key).
+            await profile.select_option(label="Ultra-HD")
+            async with page.expect_navigation():
+                await page.locator('#plugin-arr form.settings button[type="submit"]').click()
+            errors = await page.locator("#plugin-arr .form-errors").all_text_contents()
+            assert errors == [], " ".join(" ".join(e.split()) for e in errors)
+        finally:
+            await browser.close()
+    saved = (await (await client.get(SETTINGS_URL.replace("/settings", ""))).json())["settings"]
+    assert saved["sonarr"][0]["quality_profile_id"] == 5
+    assert saved["sonarr"][0]["api_key"] == "••••"

@@ -365,6 +365,12 @@ def _describe_fields(schema: dict[str, Any], defs: dict[str, Any]) -> list[dict[
             "help": prop.get("description", ""),
             "required": name in required,
             "default": prop.get("default"),
+            # Values a plugin offers live (e.g. a Sonarr's quality profiles): the list field
+            # names the JSON route per instance, each field which list of its answer to offer.
+            "options_url": prop.get("x-options-url"),
+            "options": prop.get("x-options"),
+            "option_value": prop.get("x-option-value"),
+            "option_label": prop.get("x-option-label"),
         }
         items = next((v.get("items") for v in variants if v.get("type") == "array"), None)
         if kind == "array" and items and "$ref" in items:
@@ -420,10 +426,13 @@ def _instances(
         if own.get("_remove"):
             continue
         item = _form_values(field["fields"], own)
+        # Filled in means a value other than the field's default (a blank fieldset shows those).
         typed = [
             v
             for f, v in ((f, item.get(f["name"])) for f in field["fields"])
-            if f["input"] != "checkbox" and v not in (None, "", [])
+            if f["input"] != "checkbox"
+            and v not in (None, "", [])
+            and str(v) != str(f["default"] if f["default"] is not None else "")
         ]
         if typed:  # the blank fieldset for a new instance stays out unless filled in
             if len(items) != index:

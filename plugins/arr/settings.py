@@ -26,6 +26,12 @@ def _blank_is_none(value: Any) -> Any:
     return value
 
 
+def _choices(options: str, value: str, label: str) -> dict[str, Any]:
+    """The admin form offers this field's values read live from the saved instance: the
+    ``options`` list of its /arr/options answer, each item's ``value`` and ``label``."""
+    return {"x-options": options, "x-option-value": value, "x-option-label": label}
+
+
 class ArrInstance(BaseModel):
     """One Sonarr or Radarr server."""
 
@@ -41,16 +47,19 @@ class ArrInstance(BaseModel):
     )
     quality_profile_id: int | None = Field(
         default=None,
+        json_schema_extra=_choices("quality_profiles", "id", "name"),
         title="Quality profile",
         description="The quality profile requests are added with (read from the server)",
     )
     root_folder: str | None = Field(
         default=None,
+        json_schema_extra=_choices("root_folders", "path", "path"),
         title="Root folder",
         description="Where requested films or series are put (read from the server)",
     )
     language_profile_id: int | None = Field(
         default=None,
+        json_schema_extra=_choices("language_profiles", "id", "name"),
         title="Language profile",
         description="Sonarr 3 only; left empty, the server's first language profile",
     )
@@ -101,10 +110,16 @@ class Settings(BaseModel):
     """The Sonarr and Radarr servers MediaNest talks to."""
 
     sonarr: list[ArrInstance] = Field(
-        default_factory=list, title="Sonarr", description="Sonarr servers, the default first"
+        default_factory=list,
+        title="Sonarr",
+        description="Sonarr servers, the default first",
+        json_schema_extra={"x-options-url": "/arr/options?kind=sonarr&index={index}"},
     )
     radarr: list[ArrInstance] = Field(
-        default_factory=list, title="Radarr", description="Radarr servers, the default first"
+        default_factory=list,
+        title="Radarr",
+        description="Radarr servers, the default first",
+        json_schema_extra={"x-options-url": "/arr/options?kind=radarr&index={index}"},
     )
 
     @model_validator(mode="after")
