@@ -31,7 +31,7 @@ import pytest
 import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
-from conftest import Client, MakeClient, add_user, reload_widgets, require, wait_for
+from conftest import ADMIN, Client, MakeClient, add_user, reload_widgets, require, wait_for
 from medianest_plugins.plex import pollers
 from pydantic import BaseModel
 
@@ -687,6 +687,71 @@ async def test_what_happens_at_plex_reaches_open_dashboards(
             assert "Movies — 6 films" in await fragment(user, "libraries")
     finally:
         await user.session.close()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+@pytest.mark.browser
+@pytest.mark.usefixtures("fast_polls")
+async def test_the_widgets_on_an_open_dashboard_update_live_in_a_browser(
+    sqlite_settings: Settings, make_client: MakeClient, chromium: str, pms: FakePlexMediaServer
+) -> None:
+    try:
+        from playwright.async_api import async_playwright, expect
+    except ImportError:
+        require(False, "Playwright is not installed (pip install playwright)")
+    client = await portal(make_client, sqlite_settings, pms)
+    problems: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = await browser.new_context(base_url=str(client.make_url("")))
+            context.set_default_timeout(10_000)
+            page = await context.new_page()
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on(
+                "console",
+                lambda msg: (
+                    problems.append(f"{msg.type}: {msg.text}")
+                    if msg.type in ("error", "warning")
+                    else None
+                ),
+            )
+            signed_in = await page.request.post(
+                "/api/v1/auth/login", data={"username": ADMIN[0], "password": ADMIN[1]}
+            )
+            assert signed_in.ok
+            await page.goto("/")
+            widget = {name: page.locator(f"#widget-{PLUGIN}-{name}") for name in WIDGETS}
+            await expect(widget["now-playing"]).to_contain_text("Nothing is playing.")
+            await expect(widget["libraries"]).to_contain_text("Movies — 5 films")
+            await expect(widget["recent"]).not_to_contain_text("Dune: Part Two")
+            await expect(page.locator("html")).to_have_attribute(
+                "data-subscribed", re.compile(re.escape(pollers.SESSIONS_TOPIC))
+            )
+
+            # What happens at Plex shows on the open page, without a reload.
+            await page.evaluate("window.sameDocument = true")
+            pms.start_session(pms.find("Arrival"), user="alice", progress=0.5)
+            await expect(widget["now-playing"]).to_contain_text("alice — Arrival (2016)")
+            await expect(widget["now-playing"]).to_contain_text("1 stream")
+            pms.add_movie("Dune: Part Two", 2024, tmdb_id=693134, imdb_id="tt15239678")
+            await expect(widget["recent"].locator(".recently-added li").first).to_contain_text(
+                "Dune: Part Two"
+            )
+            await expect(widget["libraries"]).to_contain_text("Movies — 6 films")
+            assert await page.evaluate("window.sameDocument === true")
+        finally:
+            await browser.close()
+    assert problems == []
 
 
 # --- search and availability ------------------------------------------------------------------

@@ -6,6 +6,7 @@ rate limit honoured, and only calls that TMDB's published description lists."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from conftest import add_user, require, wait_for
+from conftest import ADMIN, add_user, require, wait_for
 from medianest_plugins.tmdb import pollers
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
@@ -34,6 +35,10 @@ CONTRACTS_ENV = "MEDIANEST_TEST_CONTRACTS_DIR"
 TRENDING = "GET /3/trending/all/week"
 LISTS = [TRENDING, "GET /3/movie/popular", "GET /3/tv/popular", "GET /3/movie/upcoming"]
 POSTERS = "https://image.tmdb.org/t/p/"
+# A one-pixel PNG, for posters in the browser.
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
 STALE = r"TMDB is unreachable( since \d\d:\d\d)?; showing data from \d\d:\d\d\."
 
 
@@ -510,6 +515,79 @@ async def test_open_dashboards_hear_of_new_trending_titles(
         # Nothing new since: no more events, however often the poller runs.
         with pytest.raises(asyncio.TimeoutError):
             await ws.receive(timeout=1.0)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+@pytest.mark.browser
+async def test_the_trending_widget_on_an_open_dashboard_updates_live_in_a_browser(
+    sqlite_settings, make_client, chromium, tmdb, interval
+):
+    try:
+        from playwright.async_api import async_playwright, expect
+    except ImportError:
+        require(False, "Playwright is not installed (pip install playwright)")
+    interval(0.3)
+    client = await _portal(make_client, sqlite_settings, tmdb)
+    await _first_poll(tmdb)
+    problems: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = await browser.new_context(base_url=str(client.make_url("")))
+            context.set_default_timeout(10_000)
+            # Posters come from TMDB's image host, which stands in here for the real one.
+            await context.route(
+                f"{POSTERS}**",
+                lambda route: route.fulfill(status=200, content_type="image/png", body=PIXEL),
+            )
+            page = await context.new_page()
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on(
+                "console",
+                lambda msg: (
+                    problems.append(f"{msg.type}: {msg.text}")
+                    if msg.type in ("error", "warning")
+                    else None
+                ),
+            )
+            signed_in = await page.request.post(
+                "/api/v1/auth/login", data={"username": ADMIN[0], "password": ADMIN[1]}
+            )
+            assert signed_in.ok
+            await page.goto("/")
+            widget = page.locator("#widget-tmdb-trending")
+            await expect(widget).to_contain_text("Inception")
+            await expect(widget).not_to_contain_text("Paper Lanterns")
+            await expect(page.locator("html")).to_have_attribute(
+                "data-subscribed", re.compile(re.escape(pollers.TOPIC))
+            )
+
+            # A film starts trending at TMDB: the open page shows it, without a reload.
+            await page.evaluate("window.sameDocument = true")
+            tmdb.movies[424242] = Movie(
+                424242, "Paper Lanterns", "2024-10-02", "tt4242424", "A night market.", [18],
+                98, "/paperLanterns.jpg", "/paperLanternsBackdrop.jpg", 99.0, 9.1, 99_999,
+            )  # fmt: skip
+            card = widget.locator('.poster-card[data-tmdb-id="424242"]')
+            await expect(card).to_contain_text("Paper Lanterns")
+            await expect(card).to_contain_text("2024 · film")
+            await expect(widget).to_contain_text("Inception")
+            await expect(card.locator("img.poster")).to_have_attribute(
+                "src", f"{POSTERS}w342/paperLanterns.jpg"
+            )
+            assert await page.evaluate("window.sameDocument === true")
+        finally:
+            await browser.close()
+    assert problems == []
 
 
 # --- contract ------------------------------------------------------------------------------
