@@ -10,7 +10,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -23,7 +34,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JsonType, list[str]: JsonType}
+    type_annotation_map = {dict[str, Any]: JsonType, list[str]: JsonType, list[int]: JsonType}
 
 
 class User(Base):
@@ -112,7 +123,11 @@ class Session(Base):
 
 
 class MediaItem(Base):
-    """A film, series or video MediaNest knows of, in Plex or not yet."""
+    """A film, series or video MediaNest knows of, in Plex or not yet.
+
+    Films and series are known by their TMDB id (one row per type and id); what TMDB said of
+    them (year, poster, overview, seasons) is kept in ``metadata`` for the pages.
+    """
 
     __tablename__ = "media_items"
 
@@ -120,13 +135,62 @@ class MediaItem(Base):
     plex_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(500))
     type: Mapped[str] = mapped_column(String(16))
+    tmdb_id: Mapped[int | None] = mapped_column(Integer)
+    tvdb_id: Mapped[int | None] = mapped_column(Integer)
+    imdb_id: Mapped[str | None] = mapped_column(String(16))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     file_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("type", "tmdb_id", name="uq_media_items_type_tmdb_id"),)
+
+
+class MediaAvailability(Base):
+    """Whether one media server holds a film or series, as its last check found.
+
+    Kept per (media, server) so that several Plex servers each have their own answer.
+    """
+
+    __tablename__ = "media_availability"
+
+    media_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("media_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    server_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    server_name: Mapped[str] = mapped_column(String(255))
+    # The plugin that answered (``plex``).
+    source: Mapped[str] = mapped_column(String(64))
+    available: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The server's own id of the item (Plex's rating key).
+    key: Mapped[str | None] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SeasonAvailability(Base):
+    """How much of one season of a series a media server holds."""
+
+    __tablename__ = "season_availability"
+
+    media_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("media_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    server_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    season: Mapped[int] = mapped_column(Integer, primary_key=True)
+    present: Mapped[int] = mapped_column(Integer, default=0)
+    # Episodes the server knows of (Plex knows only those it has).
+    known: Mapped[int] = mapped_column(Integer, default=0)
+    # Episode numbers present, where the server says which; ``None`` when only counted.
+    episodes: Mapped[list[int] | None] = mapped_column(JsonType)
 
 
 class MediaRequest(Base):
-    """A user's request for a media item; its history lives in :class:`Approval` rows."""
+    """A user's request for a media item; its history lives in :class:`Approval` rows.
+
+    ``status`` moves through the states of :mod:`medianest.core.requests`. Approved requests are
+    the fulfilment queue: a process takes one by setting ``claimed_until`` (a lease), so a
+    process that dies mid-fulfilment leaves it to be taken again once the lease runs out.
+    """
 
     __tablename__ = "requests"
 
@@ -135,15 +199,35 @@ class MediaRequest(Base):
     media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media_items.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(24), default="pending")
+    is_4k: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why it was declined or why fulfilment failed, in words.
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Progress in the download queues, the service's id of the added item, ...
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
         # The request list filters on status and shows the newest first.
         Index("ix_requests_status_created_at", "status", "created_at"),
         Index("ix_requests_user_id_created_at", "user_id", "created_at"),
         Index("ix_requests_media_id", "media_id"),
+        Index("ix_requests_created_at", "created_at"),
     )
+
+
+class RequestSeason(Base):
+    """A season a series request asks for. Requests for single episodes will add a table of
+    their own beside this one."""
+
+    __tablename__ = "request_seasons"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    season: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class Approval(Base):
@@ -161,6 +245,23 @@ class Approval(Base):
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index("ix_approvals_request_id", "request_id"),)
+
+
+class Notification(Base):
+    """Something a user is told in the app (the bell in the navigation bar)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(500))
+    message: Mapped[str] = mapped_column(Text, default="")
+    link: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
 
 
 class PluginState(Base):
