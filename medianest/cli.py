@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 from aiohttp import web
@@ -227,7 +227,7 @@ def check_config(ctx: click.Context) -> None:
         if settings.redis_url:
             redis = Redis.from_url(settings.redis_url)
             try:
-                await redis.ping()
+                await cast(Awaitable[bool], redis.ping())
             finally:
                 await redis.aclose()
             click.echo("redis: reachable")

@@ -8,10 +8,11 @@ closed in reverse at shutdown.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import aiohttp_jinja2
 import jinja2
@@ -136,7 +137,7 @@ async def _redis_and_cache(app: web.Application) -> AsyncIterator[None]:
         return
     redis = Redis.from_url(settings.redis_url)
     try:
-        await redis.ping()
+        await cast(Awaitable[bool], redis.ping())
     except Exception:
         await redis.aclose()
         raise

@@ -13,7 +13,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -172,7 +172,10 @@ class RedisCache(Cache):
 
     async def _unlock(self, key: str, token: str) -> None:
         # Delete the lock only if it is still ours (it may have expired and been retaken).
-        await self._redis.eval(_UNLOCK_SCRIPT, 1, f"{self._prefix}lock:{key}", token)
+        # redis-py types its commands for both its sync and async clients.
+        await cast(
+            Awaitable[Any], self._redis.eval(_UNLOCK_SCRIPT, 1, f"{self._prefix}lock:{key}", token)
+        )
 
     async def _locked(self, key: str) -> bool:
         return bool(await self._redis.exists(f"{self._prefix}lock:{key}"))
