@@ -124,3 +124,102 @@ async function offerChoices(fieldset) {
 document.addEventListener("DOMContentLoaded", () => {
   for (const fieldset of document.querySelectorAll("fieldset[data-options-url]")) offerChoices(fieldset);
 });
+
+// Requests and notifications, live: the bell's unread count, a request's status and progress
+// wherever the page shows it, and new requests for the people who approve them.
+function showRequest(data) {
+  for (const holder of document.querySelectorAll(`[data-request-id="${CSS.escape(data.id)}"]`)) {
+    const status = holder.querySelector("[data-request-status]");
+    if (status) {
+      status.textContent = data.status_text;
+      status.className = `status req-${data.status}`;
+    }
+    const reason = holder.querySelector("[data-request-reason]");
+    if (reason) {
+      reason.textContent = data.reason || "";
+      reason.hidden = !data.reason;
+    }
+    const bar = holder.querySelector("[data-request-progress]");
+    if (bar) {
+      const p = data.progress;
+      bar.hidden = !p;
+      bar.replaceChildren();
+      if (p) {
+        const meter = document.createElement("progress");
+        meter.max = 100;
+        meter.value = p.percent;
+        const text = document.createElement("span");
+        text.dataset.percent = "";
+        text.textContent = `${p.percent}%${p.eta ? ` · done by ${new Date(p.eta).toLocaleTimeString()}` : ""}`;
+        bar.append(meter, " ", text);
+      }
+    }
+  }
+}
+
+function toast(text, link) {
+  const box = document.createElement(link ? "a" : "div");
+  if (link) box.href = link;
+  box.className = "toast";
+  box.setAttribute("role", "status");
+  box.textContent = text;
+  document.body.append(box);
+  setTimeout(() => box.remove(), 8000);
+}
+
+function setUnread(count) {
+  const badge = document.querySelector("[data-unread-count]");
+  if (!badge) return;
+  badge.textContent = String(count);
+  badge.hidden = !count;
+}
+
+async function fillBadges() {
+  const slots = [...document.querySelectorAll(".request-badge[data-tmdb-id]")];
+  if (!slots.length) return;
+  const keys = [...new Set(slots.map((s) => `${s.dataset.mediaType}:${s.dataset.tmdbId}`))];
+  for (let i = 0; i < keys.length; i += 100) {
+    const response = await fetch(`/api/v1/media/status?ids=${keys.slice(i, i + 100).join(",")}`,
+      { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const { statuses } = await response.json();
+    for (const slot of slots) {
+      const status = statuses[`${slot.dataset.mediaType}:${slot.dataset.tmdbId}`];
+      if (!status || status.state === "requestable") continue;
+      slot.textContent = status.text;
+      slot.className = `request-badge badge badge-${status.state}`;
+      slot.dataset.state = status.state;
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  fillBadges();
+  if (!document.querySelector("[data-live-me]")) return;
+  MediaNestLive.on("me", (event) => {
+    if (event.event === "notification") {
+      setUnread(event.data.unread);
+      toast(`${event.data.subject}: ${event.data.message}`, event.data.link);
+    } else if (event.event === "notifications-read") {
+      setUnread(event.data.unread);
+    } else if (event.event.startsWith("request-")) {
+      showRequest(event.data);
+    }
+  });
+  const fresh = document.querySelector("[data-new-requests]");
+  let count = 0;
+  MediaNestLive.on("requests", (event) => {
+    if (event.event === "created" && fresh) {
+      count += 1;
+      fresh.hidden = false;
+      fresh.replaceChildren();
+      const link = document.createElement("a");
+      link.href = location.href;
+      link.textContent = `${count} new request${count === 1 ? "" : "s"}: show`;
+      fresh.append(link);
+    } else if (event.event !== "deleted") {
+      showRequest(event.data);
+    }
+  });
+  if (!MediaNestLive.socket) MediaNestLive.connect();
+});

@@ -34,6 +34,11 @@ TABLES = {
     "user_identities",
     "api_tokens",
     "app_state",
+    # 0003: requests
+    "request_seasons",
+    "media_availability",
+    "season_availability",
+    "notifications",
 }
 SCRIPT = Path(sys.executable).with_name("medianest")
 

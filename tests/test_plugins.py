@@ -30,7 +30,7 @@ from medianest.core.keys import ENGINE
 from medianest.core.models import AuditLog
 from medianest.core.settings import Settings, load_settings
 
-BUILT_INS = {"plex", "arr", "youtube", "tmdb", "tautulli"}
+BUILT_INS = {"plex", "arr", "youtube", "tmdb", "tautulli", "webhook"}
 CORE_DIR = Path(__file__).resolve().parent.parent / "medianest"
 
 

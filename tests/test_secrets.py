@@ -547,6 +547,12 @@ async def test_rotation_while_two_processes_run(
     await put_settings(a, "probe", {"url": "http://three", "api_key": MASK})
     await put_settings(b, "probe", {"url": "http://four", "api_key": MASK})
     await wait_for(lambda: b_has("http://four"))
+
+    async def a_has_four() -> bool:
+        # B's change reaches A over Redis too; A's restart for it must be over before counting.
+        return bool(probe_a.activated_with) and probe_a.activated_with[-1].url == "http://four"
+
+    await wait_for(a_has_four)
     # Saving the form unchanged changes nothing: the secret stays as stored.
     before, starts = await stored_settings(a, "probe"), probe_a.lifecycle.count("activate")
     await put_settings(a, "probe", {"url": "http://four", "api_key": MASK})

@@ -27,6 +27,7 @@ from .bus import Bus, RedisBus
 from .cache import MemoryCache, RedisCache
 from .crypto import SecretBox
 from .errors import error_middleware
+from .fulfilment import REQUESTS_TOPIC, RequestDesk
 from .keys import (
     BOX,
     BUS,
@@ -35,14 +36,17 @@ from .keys import (
     HUB,
     INSTALLATION_ID,
     LIMITS,
+    NOTIFIER,
     PROXIES,
     REDIS,
     REGISTRY,
+    REQUESTS,
     SESSIONS,
     SETTINGS,
     TOKENS,
 )
 from .middleware import anon_cookie_middleware, auth_middleware, on_response_prepare
+from .notifications import ME_TOPIC, Notifier
 from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
 from .settings import Settings, load_keyring
@@ -54,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
 # Websocket topics of the core itself; plugins add theirs through register_ws_topics.
-CORE_TOPICS = frozenset({"plugins"})
+CORE_TOPICS = frozenset({"plugins", ME_TOPIC, REQUESTS_TOPIC})
 
 
 async def create_app(
@@ -83,7 +87,9 @@ async def create_app(
         add_routes(app.router, record.routes, record.name, registry.is_active, registry.context)
     app.router.add_static("/static", STATIC_DIR, name="static")
 
-    app.cleanup_ctx.extend([_database, _redis_and_cache, _accounts, _websockets, _plugins])
+    app.cleanup_ctx.extend(
+        [_database, _redis_and_cache, _accounts, _websockets, _plugins, _requests]
+    )
     # Websockets are closed when shutdown begins: the server waits for open handlers before
     # the cleanup contexts run, and a socket left open would hold shutdown up until timeout.
     app.on_shutdown.append(_close_websockets)
@@ -207,3 +213,13 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     await registry.load_states()
     yield
     await registry.close()
+
+
+async def _requests(app: web.Application) -> AsyncIterator[None]:
+    notifier = Notifier(app[ENGINE], app[HUB], app[REGISTRY])
+    desk = RequestDesk(app[ENGINE], app[SETTINGS], app[REGISTRY], app[HUB], notifier)
+    app[NOTIFIER], app[REQUESTS] = notifier, desk
+    desk.start()
+    yield
+    await desk.close()
+    await notifier.close()

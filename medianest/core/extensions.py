@@ -69,6 +69,9 @@ class PluginContext:
         default=None, repr=False
     )
     _secret_reader: Callable[..., Awaitable[str | None]] | None = field(default=None, repr=False)
+    _media_listener: Callable[[str, Mapping[str, str]], Awaitable[None]] | None = field(
+        default=None, repr=False
+    )
     log: logging.Logger = field(init=False, repr=False)
     _clients: dict[str, ServiceClient] = field(default_factory=dict, init=False, repr=False)
 
@@ -93,6 +96,15 @@ class PluginContext:
         if self._secret_reader is None:
             return None
         return await self._secret_reader(provider, details)
+
+    async def media_changed(
+        self, media_type: str = "", ids: Mapping[str, str] | None = None
+    ) -> None:
+        """Tell MediaNest that a film or series changed on a service (a download finished, a
+        library scan found it), so the requests for it are checked now rather than at the next
+        round. With no ids, every open request is checked."""
+        if self._media_listener is not None:
+            await self._media_listener(media_type, dict(ids or {}))
 
     def service_client(
         self,
@@ -274,6 +286,44 @@ class Availability:
     checked_at: datetime | None = None
 
 
+class MediaNotFound(Exception):
+    """Raised by a ``lookup_media`` implementation when the catalogue has no such film or
+    series; the message says so in words. Unlike other exceptions it is not swallowed: it is
+    the answer."""
+
+
+@dataclass(frozen=True)
+class SeasonDetails:
+    """One season of a series as a catalogue knows it."""
+
+    number: int
+    name: str
+    episode_count: int
+    air_date: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaDetails:
+    """What a catalogue (TMDB) knows of a film or series: enough to show it and request it.
+
+    ``ids`` holds every known id by scheme (``tmdb``, ``tvdb``, ``imdb``); ``seasons`` is empty
+    for films. ``is_anime`` lets requests go to the instance kept for anime.
+    """
+
+    source: str
+    media_type: Literal["movie", "tv"]
+    title: str
+    ids: Mapping[str, str]
+    year: int | None = None
+    overview: str = ""
+    poster_url: str | None = None
+    backdrop_url: str | None = None
+    genres: tuple[str, ...] = ()
+    runtime: int | None = None
+    seasons: tuple[SeasonDetails, ...] = ()
+    is_anime: bool = False
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     """What a fulfilment plugin is told about an approved request."""
@@ -315,6 +365,49 @@ class Event:
     name: str
     data: Mapping[str, Any]
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+NoticeKind = Literal[
+    "MEDIA_PENDING",
+    "MEDIA_APPROVED",
+    "MEDIA_AUTO_APPROVED",
+    "MEDIA_DECLINED",
+    "MEDIA_FAILED",
+    "MEDIA_AVAILABLE",
+    "TEST_NOTIFICATION",
+]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notification for people, handed to every ``notify`` hook.
+
+    ``kind`` uses the names of Overseerr's notification types, so that receivers built for it
+    understand ours. ``media`` and ``request`` describe what it is about (empty for a test);
+    ``url`` is the page to open.
+    """
+
+    kind: NoticeKind
+    subject: str
+    message: str = ""
+    image: str | None = None
+    url: str | None = None
+    media: Mapping[str, Any] = field(default_factory=dict)
+    request: Mapping[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def event(self) -> str:
+        """The event in Overseerr's words: "New Movie Request", "Series Request Now Available"."""
+        noun = {"movie": "Movie", "tv": "Series"}.get(str(self.media.get("media_type")), "Media")
+        return {
+            "MEDIA_PENDING": f"New {noun} Request",
+            "MEDIA_APPROVED": f"{noun} Request Approved",
+            "MEDIA_AUTO_APPROVED": f"{noun} Request Automatically Approved",
+            "MEDIA_DECLINED": f"{noun} Request Declined",
+            "MEDIA_FAILED": f"{noun} Request Failed",
+            "MEDIA_AVAILABLE": f"{noun} Request Now Available",
+        }.get(self.kind, "Test Notification")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ from .extensions import (
     Event,
     FulfilmentResult,
     HealthResult,
+    MediaDetails,
     NavItem,
+    Notice,
     PluginContext,
     Poller,
     Progress,
@@ -151,6 +153,20 @@ def search_media(query: str, plugin: PluginContext) -> list[SearchResult]:
 
 
 @hookspec(firstresult=True)
+def lookup_media(media_type: str, tmdb_id: int, plugin: PluginContext) -> MediaDetails | None:
+    """Describe the film or series with this TMDB id; the first plugin to answer decides.
+
+    Requests are checked against the answer (an unknown id is refused) and shown with it.
+
+    :param media_type: ``"movie"`` or ``"tv"``.
+    :param tmdb_id: the media's TMDB id.
+    :param plugin: the plugin's context.
+    :return: ``None`` when the plugin cannot tell; raise ``MediaNotFound`` when the catalogue
+        says there is no such film or series.
+    """
+
+
+@hookspec(firstresult=True)
 def fulfil_request(request: RequestInfo, plugin: PluginContext) -> FulfilmentResult | None:
     """Carry out an approved request; the first plugin to return a result decides.
 
@@ -198,6 +214,18 @@ def request_progress(
 
     :param ids: the request's ids, e.g. ``{"tmdb": "603"}`` or ``{"tvdb": "81189"}``.
     :param media_type: ``"movie"`` or ``"tv"``.
+    :param plugin: the plugin's context.
+    """
+
+
+@hookspec
+def notify(notice: Notice, plugin: PluginContext) -> None:
+    """Send a notification somewhere else than MediaNest's own pages (a webhook, a chat).
+
+    Fires for every notice about requests; return quickly and do slow work (retries) in the
+    background, so that one slow channel does not hold up the others.
+
+    :param notice: what happened, worded for people, with the media and request it is about.
     :param plugin: the plugin's context.
     """
 

@@ -10,6 +10,8 @@ from .auth import ApiTokens, CurrentUser, Sessions
 from .bus import Bus
 from .cache import Cache
 from .crypto import SecretBox
+from .fulfilment import RequestDesk
+from .notifications import Notifier
 from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
 from .settings import Settings
@@ -28,6 +30,8 @@ TOKENS = web.AppKey("tokens", ApiTokens)
 LIMITS = web.AppKey("limits", RateLimits)
 PROXIES = web.AppKey("proxies", TrustedProxies)
 INSTALLATION_ID = web.AppKey("installation_id", str)
+NOTIFIER = web.AppKey("notifier", Notifier)
+REQUESTS = web.AppKey("requests", RequestDesk)
 
 # Per request: who is asking, from where, and over what.
 USER = web.RequestKey("user", CurrentUser)

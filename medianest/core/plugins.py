@@ -13,7 +13,7 @@ import importlib.metadata
 import logging
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
 from .extensions import (
     HealthResult,
+    MediaNotFound,
     PluginContext,
     Poller,
     Publisher,
@@ -115,6 +116,8 @@ class PluginRegistry:
         self._listen = False
         # Tells this process's own announcements apart from other processes' on the bus.
         self._origin = uuid.uuid4().hex
+        # Told when a plugin reports a film or series changed (see PluginContext.media_changed).
+        self.media_listener: Callable[[str, Mapping[str, str]], Awaitable[None]] | None = None
 
     def bind(
         self,
@@ -241,7 +244,12 @@ class PluginRegistry:
             installation_id=self._installation_id,
             _hook_caller=functools.partial(self._call_others, name),
             _secret_reader=functools.partial(self._sign_in_secret, name),
+            _media_listener=self._media_changed,
         )
+
+    async def _media_changed(self, media_type: str, ids: Mapping[str, str]) -> None:
+        if self.media_listener is not None:
+            await self.media_listener(media_type, ids)
 
     async def _call_others(
         self, caller: str, hook: str, kwargs: dict[str, Any]
@@ -579,6 +587,8 @@ class PluginRegistry:
             return None
         try:
             result = await resolve(call_with(impl.function, **kwargs))
+        except MediaNotFound:
+            raise
         except Exception as exc:
             if self.note_failure(record.name, hook, exc):
                 log.exception("plugin %s failed in %s", record.name, hook)

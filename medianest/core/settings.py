@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     )
     rate_limit_sign_in: str = "10/minute"
     rate_limit_api: str = "300/minute"
+    # Media requests. Default quotas (a user's own, set on the users admin, win): at most this
+    # many films, and this many seasons, requested in any so many days.
+    quota_movies: int = Field(default=10, ge=0)
+    quota_movies_days: int = Field(default=7, ge=1, le=365)
+    quota_seasons: int = Field(default=10, ge=0)
+    quota_seasons_days: int = Field(default=7, ge=1, le=365)
+    # Seconds between checks of open requests against the download queues and Plex (services
+    # that report changes at once, by webhook or scan, make it sooner).
+    request_check_interval: float = Field(default=60, gt=0, le=86_400)
+    # Seconds a process may hold an approved request it is handing to Sonarr or Radarr before
+    # another process takes it over (the first one having died).
+    fulfilment_lease: float = Field(default=300, gt=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod

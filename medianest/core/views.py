@@ -21,7 +21,7 @@ from .auth_views import AUTH_ROUTES
 from .errors import ApiError
 from .extensions import HealthResult, NavItem, Route, Widget, call_with, resolve
 from .http import Fetched
-from .keys import HUB, REGISTRY, SETTINGS
+from .keys import HUB, NOTIFIER, REGISTRY, SETTINGS
 from .middleware import client_address, current_user, page_csrf_token
 from .plugins import (
     PluginNotFound,
@@ -32,6 +32,7 @@ from .plugins import (
     secret_paths,
     set_path,
 )
+from .request_views import REQUEST_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +272,14 @@ async def page_context(request: web.Request) -> dict[str, Any]:
     """Template variables of every page: navigation and what plugins add."""
     registry = _registry(request)
     user = current_user(request)
-    base = {"user": user, "csrf_token": page_csrf_token(request), "current_path": request.path}
+    base: dict[str, Any] = {
+        "user": user,
+        "csrf_token": page_csrf_token(request),
+        "current_path": request.path,
+    }
     if user is None:
         return base | {"nav_items": []}
+    base["unread"] = await request.app[NOTIFIER].unread(user.id)
     nav = [*CORE_NAV]
     extra: dict[str, Any] = {}
     for _, items in await registry.call_each("extra_nav_items", request=request):
@@ -286,6 +292,8 @@ async def page_context(request: web.Request) -> dict[str, Any]:
 
 CORE_NAV = [
     NavItem("Dashboard", "/"),
+    NavItem("Search", "/search"),
+    NavItem("Requests", "/requests"),
     NavItem("Integrations", "/admin/plugins", Permission.MANAGE_SETTINGS),
     NavItem("Users", "/admin/users", Permission.MANAGE_USERS),
     NavItem("Audit log", "/admin/audit", Permission.MANAGE_USERS),
@@ -584,6 +592,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         request,
         user_id=str(user.id) if user else None,
         session_id=str(user.session_id) if user and user.session_id else None,
+        permissions=frozenset(p for p in Permission if user.has(p)) if user else frozenset(),
     )
 
 
@@ -651,6 +660,7 @@ CORE_ROUTES = [
     Route("GET", "/api/v1/dashboard", dashboard_data, response=Dashboard),
     *AUTH_ROUTES,
     *ACCOUNT_ROUTES,
+    *REQUEST_ROUTES,
 ]
 
 

@@ -40,10 +40,13 @@ class _Client:
         queue_size: int,
         user_id: str | None = None,
         session_id: str | None = None,
+        permissions: frozenset[str] = frozenset(),
     ) -> None:
         self.ws = ws
         self.user_id = user_id
         self.session_id = session_id
+        # What the user may see; their sockets are closed when it changes (ACCESS_CHANNEL).
+        self.permissions = permissions
         self.topics: set[str] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self.writer: asyncio.Task[None] | None = None
@@ -72,9 +75,23 @@ class WebSocketHub:
     def connections(self) -> int:
         return len(self._clients)
 
-    async def publish(self, topic: str, event: str, data: Mapping[str, Any]) -> None:
-        """Send an event to the subscribers of ``topic`` on every process."""
-        await self._bus.publish(BUS_CHANNEL, {"topic": topic, "event": event, "data": dict(data)})
+    async def publish(
+        self,
+        topic: str,
+        event: str,
+        data: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        permission: str | None = None,
+    ) -> None:
+        """Send an event to the subscribers of ``topic`` on every process: all of them, or only
+        the sockets of ``user_id``, or only those of users holding ``permission``."""
+        message: dict[str, Any] = {"topic": topic, "event": event, "data": dict(data)}
+        if user_id is not None:
+            message["user_id"] = user_id
+        if permission is not None:
+            message["permission"] = permission
+        await self._bus.publish(BUS_CHANNEL, message)
 
     async def _on_access_change(self, message: dict[str, Any]) -> None:
         sessions = set(message.get("session_ids") or ())
@@ -105,8 +122,14 @@ class WebSocketHub:
         subscribers = self._by_topic.get(topic)
         if not subscribers:
             return
-        payload = orjson.dumps(message).decode()
+        to_user, to_permission = message.get("user_id"), message.get("permission")
+        public = {k: message[k] for k in ("topic", "event", "data") if k in message}
+        payload = orjson.dumps(public).decode()
         for client in list(subscribers):
+            if to_user is not None and client.user_id != to_user:
+                continue
+            if to_permission is not None and to_permission not in client.permissions:
+                continue
             try:
                 client.queue.put_nowait(payload)
             except asyncio.QueueFull:
@@ -136,15 +159,21 @@ class WebSocketHub:
         self._clients.discard(client)
 
     async def handle(
-        self, request: web.Request, *, user_id: str | None = None, session_id: str | None = None
+        self,
+        request: web.Request,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        permissions: frozenset[str] = frozenset(),
     ) -> web.WebSocketResponse:
-        """The ``/ws`` endpoint, for a client signed in as ``user_id`` (by ``session_id``)."""
+        """The ``/ws`` endpoint, for a client signed in as ``user_id`` (by ``session_id``)
+        holding ``permissions``."""
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
         if self._closing:
             await ws.close(code=WSCloseCode.GOING_AWAY)
             return ws
-        client = _Client(ws, self._queue_size, user_id, session_id)
+        client = _Client(ws, self._queue_size, user_id, session_id, permissions)
         self._clients.add(client)
         client.writer = asyncio.create_task(client.write())
         try:

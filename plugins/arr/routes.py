@@ -7,7 +7,7 @@ import asyncio
 import base64
 import binascii
 import hmac
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -188,11 +188,16 @@ def _in_background(plugin: PluginContext, work: Coroutine[Any, Any, None]) -> No
     task.add_done_callback(tasks.discard)
 
 
-async def _refresh(plugin: PluginContext, arr: Arr, event_type: str) -> None:
+async def _refresh(
+    plugin: PluginContext, arr: Arr, event_type: str, ids: Mapping[str, str]
+) -> None:
     try:
         await pollers.refresh_queue(plugin, arr, force=True)
         if event_type in CHANGE_LIBRARY:
             await pollers.refresh_wanted(plugin, arr, force=True)
+        if ids:
+            # The requests for it see the new queue state (or the import) now.
+            await plugin.media_changed("movie" if arr.kind == "radarr" else "tv", ids)
     except Exception:
         plugin.log.exception("refreshing %s after its webhook failed", arr.name)
 
@@ -228,7 +233,7 @@ async def receive_webhook(request: web.Request, plugin: PluginContext) -> Webhoo
         },
     )
     if payload.event_type != "Test":
-        _in_background(plugin, _refresh(plugin, arr, payload.event_type))
+        _in_background(plugin, _refresh(plugin, arr, payload.event_type, _ids(payload)))
     return WebhookReceived(received=payload.event_type, instance=arr.name)
 
 

@@ -280,6 +280,8 @@ async def _announce_index(plugin: PluginContext, index: Mapping[str, Any]) -> No
         "updated",
         {"movies": len(index["movies"]), "shows": len(index["shows"])},
     )
+    # Requests waiting for what just arrived are checked now, not at their next round.
+    await plugin.media_changed()
 
 
 def _fingerprint(data: Any) -> str:

@@ -14,11 +14,14 @@ from pydantic import BaseModel
 
 from medianest import (
     HealthResult,
+    MediaDetails,
+    MediaNotFound,
     NavItem,
     PluginContext,
     Poller,
     Route,
     SearchResult,
+    SeasonDetails,
     ServiceError,
     Unauthorised,
     Widget,
@@ -26,7 +29,7 @@ from medianest import (
 )
 
 from . import pollers, routes, widgets
-from .client import LABEL, TMDB, VERSION, connection, describe
+from .client import LABEL, TMDB, VERSION, Details, connection, describe, not_found
 from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -118,3 +121,40 @@ async def search_media(query: str, plugin: PluginContext) -> list[SearchResult]:
         return []
     page = await tmdb.search(query)
     return [title.search_result() for title in page.results]
+
+
+@hookimpl
+async def lookup_media(media_type: str, tmdb_id: int, plugin: PluginContext) -> MediaDetails | None:
+    """A film's or series' details for the request pages; ``MediaNotFound`` when TMDB has none."""
+    tmdb = TMDB(plugin)
+    if not tmdb.configured or media_type not in ("movie", "tv"):
+        return None
+    try:
+        details = await tmdb.details("movie" if media_type == "movie" else "tv", tmdb_id)
+    except ServiceError as exc:
+        if not_found(exc):
+            kind = "film" if media_type == "movie" else "series"
+            raise MediaNotFound(f"TMDB has no {kind} with the id {tmdb_id}.") from None
+        raise
+    return media_details(details)
+
+
+def media_details(details: Details) -> MediaDetails:
+    return MediaDetails(
+        source="tmdb",
+        media_type=details.media_type,
+        title=details.title,
+        ids=details.ids,
+        year=details.year,
+        overview=details.overview,
+        poster_url=details.poster_url,
+        backdrop_url=details.backdrop_url,
+        genres=tuple(details.genres),
+        runtime=details.runtime,
+        seasons=tuple(
+            SeasonDetails(s.season_number, s.name, s.episode_count, s.air_date)
+            for s in details.seasons
+        ),
+        # As Sonarr and Radarr users sort it: Japanese animation goes to the anime instance.
+        is_anime="Animation" in details.genres and details.original_language == "ja",
+    )

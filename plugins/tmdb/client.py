@@ -143,6 +143,7 @@ class Details(ApiModel):
     imdb_id: str | None = None
     # TheTVDB's id of a series (what Sonarr adds series by).
     tvdb_id: int | None = None
+    original_language: str | None = None
 
     @property
     def ids(self) -> dict[str, str]:
@@ -257,6 +258,7 @@ class _DetailsIn(_In):
     poster_path: str | None = None
     backdrop_path: str | None = None
     imdb_id: str | None = None
+    original_language: str | None = None
     external_ids: _ExternalIdsIn | None = None
 
 
@@ -338,6 +340,7 @@ def _details(raw: Any, images: Images, media_type: MediaType) -> Details:
         backdrop_url=images.backdrop(item.backdrop_path),
         imdb_id=external.imdb_id or item.imdb_id or None,
         tvdb_id=external.tvdb_id,
+        original_language=item.original_language or None,
     )
 
 

@@ -1,0 +1,388 @@
+"""Posting notices to the receiver: Overseerr's webhook payload, signed, retried with backoff.
+
+The body is the JSON Overseerr's webhook agent sends with its default template (every value a
+string, ``media`` and ``request`` null when the notice is not about one, ``extra`` a list of
+name/value pairs), plus ``url``, the page of MediaNest it is about. Receivers built for Overseerr
+(Discord relays, Home Assistant automations) read it as they are.
+
+Each request carries ``X-MediaNest-Signature: sha256=<hex>``, the HMAC-SHA256 of the exact body
+bytes under the signing secret, so that the receiver can tell a notice from MediaNest from
+anyone else's post; ``X-MediaNest-Event`` (the kind), ``X-MediaNest-Timestamp`` (Unix seconds of
+the attempt) and ``X-MediaNest-Delivery`` (the same id on every attempt of one notice, for
+receivers that drop repeats).
+
+Why not the core's service client: a webhook needs what that layer deliberately does not do for
+upstream APIs. It retries only idempotent calls and only on 502-504 (a webhook POST is retried
+on any 5xx and on 429); it treats any answer below 400 as success (a redirect is not a
+delivery: the body is lost); it serialises the JSON itself (the signature must cover the exact
+bytes sent); and its circuit breaker fails calls at once while it is open, which would drop
+notices instead of waiting for the receiver. So this module sends with httpx, the library
+under that layer, with its own retries (tenacity, as the layer does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from medianest import Notice, __version__
+
+from .settings import Settings
+
+LABEL = "Webhook"
+SIGNATURE_HEADER = "X-MediaNest-Signature"
+EVENT_HEADER = "X-MediaNest-Event"
+TIMESTAMP_HEADER = "X-MediaNest-Timestamp"
+DELIVERY_HEADER = "X-MediaNest-Delivery"
+# How long one attempt may take, connecting included.
+TIMEOUT = 10.0
+# The wait before the second attempt; it doubles for each further one, up to MAX_WAIT.
+FIRST_WAIT = 1.0
+MAX_WAIT = 300.0
+# A receiver that asks (Retry-After) to be left alone longer than this is tried again after
+# this long: a notice days late is no use.
+MAX_RETRY_AFTER = 600.0
+# How much of a receiver's answer is quoted in messages.
+QUOTE = 200
+
+MEDIA_KEYS = ("media_type", "tmdbId", "tvdbId", "status", "status4k")
+REQUEST_KEYS = (
+    "request_id",
+    "requestedBy_email",
+    "requestedBy_username",
+    "requestedBy_avatar",
+    # Overseerr's template has these; MediaNest knows no such ids and sends them empty.
+    "requestedBy_settings_discordId",
+    "requestedBy_settings_telegramChatId",
+)
+
+TEST_NOTICE_SUBJECT = "Test Notification"
+TEST_NOTICE_MESSAGE = "MediaNest reaches this address. Notifications about requests come here."
+
+
+# --- the receiver's address stays out of the log ------------------------------------------------
+
+# Webhook addresses often carry their token in the path (Discord's, Home Assistant's).
+_HIDDEN_URLS: set[str] = set()
+
+
+class _HideWebhookUrls(logging.Filter):
+    """httpx logs the full address of every request; a webhook's address is a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and _HIDDEN_URLS:
+            record.args = tuple(_hidden(a) for a in record.args)
+        return True
+
+
+def _hidden(value: Any) -> Any:
+    if isinstance(value, httpx.URL) and str(value) in _HIDDEN_URLS:
+        return f"{value.scheme}://{value.netloc.decode()}/(webhook address hidden)"
+    return value
+
+
+logging.getLogger("httpx").addFilter(_HideWebhookUrls())
+
+
+# --- the payload ----------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def absolute(link: str | None, settings: Settings) -> str:
+    """``link`` as the receiver's readers can follow it: a path is made absolute with the
+    MediaNest address when one is set (and left as it is otherwise)."""
+    if not link:
+        return ""
+    if link.startswith("/") and not link.startswith("//") and settings.site_url is not None:
+        return str(settings.site_url).rstrip("/") + link
+    return link
+
+
+def payload(notice: Notice, settings: Settings) -> dict[str, Any]:
+    """The JSON of ``notice``, in the shape of Overseerr's default webhook template."""
+    media: dict[str, str] | None = None
+    if notice.media:
+        media = {key: _text(notice.media.get(key)) for key in MEDIA_KEYS}
+    request: dict[str, str] | None = None
+    if notice.request:
+        request = {key: _text(notice.request.get(key)) for key in REQUEST_KEYS}
+        request["requestedBy_avatar"] = absolute(request["requestedBy_avatar"], settings)
+    extra: list[dict[str, str]] = []
+    seasons = notice.request.get("requested_seasons") if notice.request else None
+    if seasons:
+        extra.append({"name": "Requested Seasons", "value": ", ".join(map(str, seasons))})
+    return {
+        "notification_type": notice.kind,
+        "event": notice.event,
+        "subject": notice.subject,
+        "message": notice.message,
+        "image": absolute(notice.image, settings),
+        "media": media,
+        "request": request,
+        "issue": None,
+        "comment": None,
+        "extra": extra,
+        "url": absolute(notice.url, settings),
+    }
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The value of the signature header for ``body``: ``sha256=`` and the hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_notice() -> Notice:
+    """What is sent when the settings are saved, to see that the receiver takes it."""
+    return Notice(
+        kind="TEST_NOTIFICATION", subject=TEST_NOTICE_SUBJECT, message=TEST_NOTICE_MESSAGE
+    )
+
+
+# --- one attempt ----------------------------------------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    """An attempt did not deliver; ``str()`` says why in words (the receiver's host only,
+    never its full address, which may carry a token). ``retryable`` is false when trying
+    again cannot help (the receiver refused the notice)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or "the receiver"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds, or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _scrubbed(text: str, settings: Settings) -> str:
+    """A receiver's words, without MediaNest's secrets should it echo them back."""
+    for secret in (settings.secret, settings.auth_header):
+        if secret is not None and secret.get_secret_value():
+            text = text.replace(secret.get_secret_value(), "…")
+    text = " ".join(text.split())
+    return text if len(text) <= QUOTE else text[: QUOTE - 1] + "…"
+
+
+def _refusal(response: httpx.Response, host: str, settings: Settings) -> DeliveryFailed:
+    status = response.status_code
+    if 300 <= status < 400:
+        where = response.headers.get("Location", "")
+        target = f" to {_host(str(response.url.join(where)))}" if where else ""
+        return DeliveryFailed(
+            f"{host} answered HTTP {status}, a redirect{target}: enter the address it redirects "
+            "to (a redirected notification is not delivered)",
+            retryable=False,
+            status=status,
+        )
+    said = ""
+    try:
+        said = _scrubbed(response.text, settings) if len(response.content) <= 65_536 else ""
+    except (UnicodeDecodeError, LookupError):
+        said = ""
+    message = f"{host} answered HTTP {status}" + (f": {said}" if said else "")
+    if status == 429:
+        return DeliveryFailed(
+            message,
+            retryable=True,
+            status=status,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+    return DeliveryFailed(message, retryable=status >= 500, status=status)
+
+
+def headers_for(notice: Notice, settings: Settings, body: bytes, delivery: str) -> dict[str, str]:
+    """The headers of one attempt: content type, signature, event, timestamp, delivery id and
+    (when set) the Authorization header."""
+    secret = settings.secret.get_secret_value() if settings.secret is not None else ""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"MediaNest/{__version__}",
+        SIGNATURE_HEADER: sign(secret, body),
+        EVENT_HEADER: notice.kind,
+        TIMESTAMP_HEADER: str(int(time.time())),
+        DELIVERY_HEADER: delivery,
+    }
+    if settings.auth_header is not None and settings.auth_header.get_secret_value():
+        headers["Authorization"] = settings.auth_header.get_secret_value()
+    return headers
+
+
+async def post(
+    http: httpx.AsyncClient, notice: Notice, settings: Settings, body: bytes, delivery: str
+) -> int:
+    """One attempt; the receiver's status (2xx), or :class:`DeliveryFailed`."""
+    if settings.url is None:
+        raise DeliveryFailed("no webhook URL is set", retryable=False)
+    url = str(settings.url)
+    host = _host(url)
+    _HIDDEN_URLS.add(url)
+    try:
+        response = await http.post(
+            url, content=body, headers=headers_for(notice, settings, body, delivery)
+        )
+    except httpx.TimeoutException as exc:
+        raise DeliveryFailed(f"{host} did not answer within {TIMEOUT:g} s", retryable=True) from exc
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(
+            f"could not reach {host} ({type(exc).__name__})", retryable=True
+        ) from exc
+    if not 200 <= response.status_code < 300:
+        raise _refusal(response, host, settings)
+    return response.status_code
+
+
+def new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(TIMEOUT),
+        # A redirect is reported, not followed: following it would turn the POST into a GET
+        # (301, 302) and the notification would be lost.
+        follow_redirects=False,
+    )
+
+
+async def try_once(notice: Notice, settings: Settings) -> tuple[int, float]:
+    """Send ``notice`` once with settings not saved yet; the status and the time taken (ms)."""
+    body = orjson.dumps(payload(notice, settings))
+    started = time.perf_counter()
+    async with new_client() as http:
+        status = await post(http, notice, settings, body, str(uuid.uuid4()))
+    return status, round((time.perf_counter() - started) * 1000, 1)
+
+
+# --- delivery in the background ----------------------------------------------------------------
+
+
+def _wait(state: RetryCallState) -> float:
+    """Exponential backoff with jitter; longer when the receiver asked for it (429)."""
+    backoff = wait_exponential(multiplier=FIRST_WAIT, max=MAX_WAIT) + wait_random(0, FIRST_WAIT / 4)
+    seconds = float(backoff(state))
+    failure = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(failure, DeliveryFailed) and failure.retry_after is not None:
+        seconds = max(seconds, min(failure.retry_after, MAX_RETRY_AFTER))
+    return seconds
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, DeliveryFailed) and exc.retryable
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the latest notice went, for the plugin's health."""
+
+    delivered: bool
+    at: datetime
+    message: str
+
+
+class Sender:
+    """Delivers notices in the background while the plugin is active, each on its own task
+    with its own retries; :meth:`close` cancels what is still waiting."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._http = new_client()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.last: Outcome | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    def send(self, notice: Notice, settings: Settings) -> None:
+        """Deliver ``notice`` in the background; returns at once."""
+        self._spawn(self.deliver(notice, settings))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def deliver(self, notice: Notice, settings: Settings) -> None:
+        """Post ``notice`` until the receiver takes it, it refuses it, or the attempts are
+        used up; the last two are logged once."""
+        body = orjson.dumps(payload(notice, settings))
+        delivery = str(uuid.uuid4())
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.attempts),
+            wait=_wait,
+            retry=retry_if_exception(_worth_retrying),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    status = await post(self._http, notice, settings, body, delivery)
+        except DeliveryFailed as exc:
+            tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+            self._log.warning(
+                "%s notification %r not delivered (%s): %s", notice.kind, notice.subject, tries, exc
+            )
+            self.last = Outcome(False, datetime.now(UTC), str(exc))
+            return
+        except Exception as exc:
+            # Nobody awaits this task: whatever went wrong is said here or nowhere.
+            self._log.exception("%s notification %r not delivered", notice.kind, notice.subject)
+            self.last = Outcome(False, datetime.now(UTC), f"{type(exc).__name__}: {exc}")
+            return
+        self.last = Outcome(True, datetime.now(UTC), f"HTTP {status}")
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            self._log.info("%d notifications still being retried were dropped", len(tasks))
+        await self._http.aclose()
