@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -22,6 +21,7 @@ from .core.auth import create_local_user
 from .core.bus import Bus, RedisBus
 from .core.cache import MemoryCache
 from .core.crypto import SecretBox, generate_key, key_id, write_keyring
+from .core.logs import AccessLogger, setup_logging
 from .core.plugins import PluginNotFound, PluginRegistry, secret_paths
 from .core.rotation import Report, SecretFieldsOf, keys_in_use, reencrypt
 from .core.settings import Settings, SettingsError, key_file, load_keyring, load_settings
@@ -65,12 +65,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         _fail(f"could not reach a service MediaNest needs: {exc}")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic narrates every connection at INFO; its upgrades are still logged at WARNING.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+def _setup_logging(level: str, settings: Settings | None = None) -> None:
+    if settings is None:
+        setup_logging(level, "text")
+    else:
+        setup_logging(level, settings.log_format, settings.log_levels)
 
 
 @click.group()
@@ -94,10 +93,11 @@ def main(ctx: click.Context, config: Path | None) -> None:
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the web portal."""
     settings = _settings(ctx, host=host, port=port)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings)
     try:
         web.run_app(
             create_app(settings),
+            access_log_class=AccessLogger,
             host=settings.host,
             port=settings.port,
             print=lambda _: click.echo(

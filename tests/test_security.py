@@ -30,8 +30,11 @@ from medianest.core.models import AuditLog, User
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakePlexTV
 
-# The routes anybody may call: signing in, first-run setup, and the liveness probe.
+# The routes anybody may call: signing in, first-run setup, the liveness and readiness probes,
+# and the metrics, which check a token or the caller's address themselves.
 CORE_PUBLIC = {
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/setup"),
@@ -709,7 +712,7 @@ async def test_no_page_runs_an_inline_script(
     for method, path, access in routes_of(client.app):
         if method != "GET" or access is None or path.startswith("/api/") or path == "/ws":
             continue
-        if path in ("/login", "/setup", "/healthz"):
+        if path in ("/login", "/setup", "/healthz", "/readyz", "/metrics"):
             continue
         url = concrete(path, some_id)
         resp = await client.get(url)

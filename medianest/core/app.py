@@ -45,6 +45,8 @@ from .keys import (
     SETTINGS,
     TOKENS,
 )
+from .logs import request_id_middleware
+from .metrics import metrics_middleware
 from .middleware import anon_cookie_middleware, auth_middleware, on_response_prepare
 from .notifications import ME_TOPIC, Notifier
 from .plugins import PluginRegistry
@@ -69,7 +71,13 @@ async def create_app(
     ``extra_plugins`` registers plugin objects that are not installed as packages (tests).
     """
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware, anon_cookie_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            error_middleware,
+            auth_middleware,
+            anon_cookie_middleware,
+        ],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings

@@ -34,6 +34,7 @@ from .extensions import (
     Progress,
     RequestInfo,
 )
+from .metrics import REQUEST_DECISIONS
 from .notifications import ME_TOPIC, Notifier
 from .plugins import PluginRegistry
 from .requests import Holding, RequestRecord
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 # Live events about every request, for the people who approve them.
 REQUESTS_TOPIC = "requests"
 MANAGE = Permission.MANAGE_REQUESTS.value
+DECISIONS = {"approve": "approved", "decline": "declined"}
 # Overseerr's names for where a media item has got to, for the outgoing notices.
 MEDIA_STATUS = {
     "pending": "PENDING",
@@ -221,6 +223,7 @@ class RequestDesk:
         if created.extended:
             return created, record
         if created.status == "approved":
+            REQUEST_DECISIONS.labels("approved").inc()
             await self._tell(
                 record, "MEDIA_AUTO_APPROVED", "Approved automatically.", managers=True
             )
@@ -236,6 +239,8 @@ class RequestDesk:
     ) -> RequestRecord:
         """Approve, decline or retry one request as ``user`` (who may manage requests)."""
         await requests.move(self.engine, request_id, action, actor=user.id, comment=comment)
+        if action in DECISIONS:
+            REQUEST_DECISIONS.labels(DECISIONS[action]).inc()
         record = await requests.get(self.engine, request_id)
         await self._announce(record, "updated")
         if action == "decline":

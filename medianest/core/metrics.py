@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -32,3 +36,84 @@ UPSTREAM_CACHE = Counter(
     ["service", "instance", "result"],
     registry=REGISTRY,
 )
+
+# --- the web process ------------------------------------------------------------------------
+
+HTTP_REQUESTS = Counter(
+    "medianest_http_requests",
+    "Answered HTTP requests, by route template, method and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "medianest_http_request_duration_seconds",
+    "Time to answer an HTTP request (websockets left out), by route template and method.",
+    ["route", "method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+WEBSOCKETS = Gauge(
+    "medianest_websocket_connections",
+    "Open websocket connections on this process.",
+    registry=REGISTRY,
+)
+DEPENDENCY_UP = Gauge(
+    "medianest_dependency_up",
+    "Whether a dependency answers: the database, Redis (1 up, 0 down).",
+    ["dependency"],
+    registry=REGISTRY,
+)
+PLUGIN_HEALTH = Gauge(
+    "medianest_plugin_health",
+    "The last health check of each integration's services: 1 ok, 0.5 degraded, 0 down.",
+    ["plugin", "check"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "medianest_build_info", "The running version (always 1).", ["version"], registry=REGISTRY
+)
+
+# --- what happens in MediaNest --------------------------------------------------------------
+
+REQUESTS_BY_STATUS = Gauge(
+    "medianest_requests",
+    "Media requests by status (read from the database when scraped).",
+    ["status"],
+    registry=REGISTRY,
+)
+REQUEST_DECISIONS = Counter(
+    "medianest_request_decisions",
+    "Requests approved or declined on this process (auto-approvals included).",
+    ["decision"],
+    registry=REGISTRY,
+)
+ACTIVE_USERS = Gauge(
+    "medianest_active_users",
+    "Signed-in users seen in the last 15 minutes (read from the database when scraped).",
+    registry=REGISTRY,
+)
+
+
+def route_label(request: web.Request) -> str:
+    """The route template a request matched (``/api/v1/requests/{id}``), so that ids do not
+    make a series each."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(unmatched)"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = route_label(request)
+        HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+        if route != "/ws":
+            HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)

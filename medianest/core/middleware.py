@@ -37,7 +37,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[HTTPS] = proxies.is_https(request)
     stale_cookie = False
     user: CurrentUser | None = None
-    token = _api_token(request)
+    # /metrics takes Prometheus's own bearer token, which is not a user's API token.
+    token = _api_token(request) if request.path != "/metrics" else None
     if token is not None:
         user = await app[TOKENS].resolve(token)
         if user is None:

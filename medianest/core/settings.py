@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     secret_key: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # JSON lines for log collectors, text for people; "auto" is text in a terminal only.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # The level of single components: "medianest.plugins.plex=debug,aiohttp.access=warning".
+    log_levels: str = ""
+    # /metrics answers a bearer token, or (without one) the addresses listed here.
+    metrics_token: SecretStr | None = None
+    metrics_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
     # How long the dashboard waits for one widget before showing it as unavailable.
     widget_timeout: float = Field(default=5.0, gt=0, le=60)
     # Websocket events buffered per client before a slow client is dropped.
@@ -122,14 +131,22 @@ class Settings(BaseSettings):
             raise ValueError("SQLite needs a file, e.g. sqlite:///data/medianest.db")
         return f"{driver}://{rest}"
 
-    @field_validator("trusted_proxies", "setup_from", mode="before")
+    @field_validator("trusted_proxies", "setup_from", "metrics_allow", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return (
             [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         )
 
-    @field_validator("trusted_proxies", "setup_from")
+    @field_validator("log_levels")
+    @classmethod
+    def _levels(cls, value: str) -> str:
+        from .logs import parse_levels
+
+        parse_levels(value)
+        return value
+
+    @field_validator("trusted_proxies", "setup_from", "metrics_allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:

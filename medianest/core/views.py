@@ -23,6 +23,7 @@ from .extensions import HealthResult, NavItem, Route, Widget, call_with, resolve
 from .http import Fetched
 from .keys import HUB, NOTIFIER, REGISTRY, SETTINGS
 from .middleware import client_address, current_user, page_csrf_token
+from .ops_views import OPS_ROUTES
 from .plugins import (
     PluginNotFound,
     PluginRecord,
@@ -297,6 +298,7 @@ CORE_NAV = [
     NavItem("Integrations", "/admin/plugins", Permission.MANAGE_SETTINGS),
     NavItem("Users", "/admin/users", Permission.MANAGE_USERS),
     NavItem("Audit log", "/admin/audit", Permission.MANAGE_USERS),
+    NavItem("System", "/admin/system", Permission.MANAGE_SETTINGS),
     NavItem("Account", "/account"),
 ]
 
@@ -661,6 +663,7 @@ CORE_ROUTES = [
     *AUTH_ROUTES,
     *ACCOUNT_ROUTES,
     *REQUEST_ROUTES,
+    *OPS_ROUTES,
 ]
 
 

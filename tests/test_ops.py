@@ -1,0 +1,220 @@
+"""What an operator relies on: readiness, metrics, the system page, and logs.
+
+``/readyz`` goes unready when the database or Redis goes away (a real PostgreSQL database dropped,
+a real Redis server stopped) but not when an upstream service is down; ``/metrics`` answers only
+its token or allowed addresses and counts by route template; the system page lists everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Client, MakeClient, _pg_admin, free_port, require
+from request_world import FILM, patch_intervals, world
+
+from medianest.core.settings import Settings, load_settings
+from medianest.testing import FakeTMDB
+
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one series in Prometheus's text format."""
+    for line in text.splitlines():
+        if not line.startswith(name + ("{" if labels else " ")) and not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def components(client: Any) -> dict[str, str]:
+    found = await (await client.get("/readyz")).json()
+    return {c["name"]: c["status"] for c in found["components"]}
+
+
+async def test_ready_when_the_database_answers_and_not_when_it_is_gone(
+    make_client: MakeClient, tmp_path: Path, pg_url: str
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", database_url=pg_url)
+    client = await make_client(settings, sign_in=False)
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ready"
+    assert await components(client) == {
+        "database": "ok",
+        "migrations": "ok",
+        "redis": "not configured",
+    }
+    # The database is dropped under the running process: unready, and it says why.
+    name = pg_url.rsplit("/", 1)[1]
+    await _pg_admin(pg_url.rsplit("/", 1)[0] + "/postgres", f'DROP DATABASE "{name}" WITH (FORCE)')
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["status"] == "not ready"
+    database = next(c for c in body["components"] if c["name"] == "database")
+    assert database["status"] == "down" and database["message"]
+    # Alive all the same.
+    assert (await client.get("/healthz")).status == 200
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis server of this test's own, which the test may stop."""
+    binary = shutil.which("redis-server")
+    require(binary, "redis-server is not installed")
+    assert binary is not None
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_unready_without_redis_but_an_upstream_down_is_only_listed(
+    make_client: MakeClient, tmp_path: Path, private_redis: tuple[str, Any]
+) -> None:
+    url, process = private_redis
+    settings = load_settings(data_dir=tmp_path / "data", redis_url=url)
+    async with FakeTMDB() as tmdb:
+        client = await make_client(settings)
+        body = {"api_key": tmdb.api_key, "api_url": tmdb.url}
+        assert (await client.put("/api/v1/plugins/tmdb/settings", json=body)).status == 200
+        assert (await client.post("/api/v1/plugins/tmdb/enable")).status == 200
+        assert (await components(client))["redis"] == "ok"
+    # TMDB is gone (its fake stopped): listed as down, MediaNest still ready.
+    resp = await client.get("/readyz")
+    found = await resp.json()
+    assert resp.status == 200, found
+    assert [s["plugin"] for s in found["services"]] == ["tmdb"]
+    # Redis stops: unready (as a probe, which has no session, sees it).
+    process.kill()
+    process.wait()
+    probe = Client(client.server)
+    await probe.start_server()
+    resp = await probe.get("/readyz")
+    assert resp.status == 503
+    assert (await components(probe))["redis"] == "down"
+
+
+async def test_metrics_need_the_token_or_an_allowed_address(
+    make_client: MakeClient, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    open_ = await make_client(sqlite_settings, sign_in=False)
+    resp = await open_.get("/metrics")
+    assert resp.status == 200  # loopback is allowed by default
+    assert "medianest_build_info" in await resp.text()
+
+    guarded = await make_client(
+        load_settings(data_dir=tmp_path / "guarded", metrics_token=METRICS_TOKEN), sign_in=False
+    )
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+        resp = await guarded.get("/metrics", headers=headers)
+        assert resp.status == 403
+        assert "MEDIANEST_METRICS_TOKEN" in await resp.text()
+    resp = await guarded.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert resp.status == 200
+
+    elsewhere = await make_client(
+        load_settings(data_dir=tmp_path / "elsewhere", metrics_allow="10.0.0.0/8"), sign_in=False
+    )
+    assert (await elsewhere.get("/metrics")).status == 403
+
+
+@pytest.mark.usefixtures("fast")
+async def test_metrics_count_routes_requests_decisions_and_connections(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    async with world(make_client, sqlite_settings, plugins=("tmdb",)) as w:
+        created = await (
+            await w.friend.post("/api/v1/requests", json={"media_type": "movie", "tmdb_id": FILM})
+        ).json()
+        request_id = created["request"]["id"]
+        for _ in range(3):
+            assert (await w.friend.get(f"/api/v1/requests/{request_id}")).status == 200
+        assert (await w.friend.get("/api/v1/requests/not-a-request")).status == 404
+        ws = await w.friend.ws_connect("/ws")
+        text = await (await w.admin.get("/metrics")).text()
+        route = "/api/v1/requests/{id}"
+        assert metric(text, "medianest_http_requests_total", route=route, status="200") == 3
+        assert metric(text, "medianest_http_requests_total", route=route, status="404") == 1
+        assert request_id not in text
+        assert metric(text, "medianest_http_request_duration_seconds_count", route=route) == 4
+        assert metric(text, "medianest_requests", status="pending") == 1
+        assert metric(text, "medianest_active_users") == 2
+        assert metric(text, "medianest_websocket_connections") == 1
+        assert metric(text, "medianest_dependency_up", dependency="database") == 1
+        assert metric(text, "medianest_plugin_health", plugin="tmdb", check="TMDB") == 1
+        before = metric(text, "medianest_request_decisions_total", decision="approved") or 0
+        assert (await w.admin.post(f"/api/v1/requests/{request_id}/approve", json={})).status == 200
+        text = await (await w.admin.get("/metrics")).text()
+        assert metric(text, "medianest_request_decisions_total", decision="approved") == before + 1
+        await ws.close()
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_intervals(monkeypatch)
+
+
+async def test_the_system_page_lists_components_and_services(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    async with world(make_client, sqlite_settings, plugins=("tmdb",)) as w:
+        page = await (await w.admin.get("/admin/system")).text()
+        assert re.search(r'data-component="database".*?ok', page, re.S)
+        assert 'data-service="tmdb:TMDB"' in page
+        system = await (await w.admin.get("/api/v1/system")).json()
+        assert system["status"] == "ready"
+        assert [(c["plugin"], c["state"]) for c in system["clients"]] == [("tmdb", "ok")]
+        assert (await w.friend.get("/admin/system")).status == 403
+        assert (await w.friend.get("/api/v1/system")).status == 403
+
+
+def test_log_levels_are_checked() -> None:
+    from medianest.core.settings import SettingsError
+
+    settings = load_settings(log_levels="medianest.plugins.plex=debug, aiohttp.access=warning")
+    assert settings.log_levels
+    with pytest.raises(SettingsError) as caught:
+        load_settings(log_levels="plex:debug")
+    assert "MEDIANEST_LOG_LEVELS: 'plex:debug' is not logger=level" in str(caught.value)
+
+
+async def test_request_ids_are_sent_back(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    client = await make_client(sqlite_settings, sign_in=False)
+    resp = await client.get("/healthz", headers={"X-Request-ID": "edge-0123456789"})
+    assert resp.headers["X-Request-ID"] == "edge-0123456789"
+    resp = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    made = resp.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{16}", made)
+    resp = await client.get("/nowhere")
+    assert resp.status == 404 and re.fullmatch(r"[0-9a-f]{16}", resp.headers["X-Request-ID"])
+    await asyncio.sleep(0)
