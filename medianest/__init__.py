@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .core.api import ApiModel
-from .core.auth import ExternalIdentity, Permission
+from .core.auth import ExternalIdentity, Permission, user_quota
 from .core.auth_views import limit_sign_in, sign_in, sign_in_problem
 from .core.errors import ApiError
 from .core.extensions import (
@@ -34,7 +34,9 @@ from .core.extensions import (
 )
 from .core.hookspecs import hookimpl
 from .core.http import BadResponse, Fetched, RateLimited, ServiceClient, ServiceError, Unauthorised
+from .core.jobs import JobRun, JobType
 from .core.middleware import current_user, site_url
+from .core.models import YouTubeDownload
 from .core.probe import probe
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "Fetched",
     "FulfilmentResult",
     "HealthResult",
+    "JobRun",
+    "JobType",
     "MediaDetails",
     "MediaNotFound",
     "NavItem",
@@ -66,6 +70,7 @@ __all__ = [
     "SignInProvider",
     "Unauthorised",
     "Widget",
+    "YouTubeDownload",
     "__version__",
     "current_user",
     "hookimpl",
@@ -74,4 +79,5 @@ __all__ = [
     "sign_in",
     "sign_in_problem",
     "site_url",
+    "user_quota",
 ]

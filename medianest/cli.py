@@ -1,4 +1,4 @@
-"""The ``medianest`` command: serve, migrate, plugins, check-config."""
+"""The ``medianest`` command: serve, worker, migrate, plugins, check-config."""
 
 from __future__ import annotations
 
@@ -133,6 +133,77 @@ def demo(host: str, port: int, data_dir: Path | None) -> None:
         demo_module.run(host, port, data_dir, echo=click.echo)
     except demo_module.DemoError as exc:
         _fail(str(exc))
+
+
+@main.command()
+@click.option("--concurrency", type=int, help="Jobs run at once (default 3).")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int | None) -> None:
+    """Run queued jobs (YouTube downloads) from Redis; run as many workers as you like.
+
+    Needs MEDIANEST_REDIS_URL: without Redis, `medianest serve` runs the jobs itself.
+    """
+    settings = _settings(ctx, jobs_concurrency=concurrency)
+    if not settings.redis_url:
+        _fail(
+            "a worker needs Redis (MEDIANEST_REDIS_URL); without it `medianest serve` runs "
+            "the jobs itself",
+            code=2,
+        )
+    _setup_logging(settings.log_level, settings)
+    _run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    from .core.cache import RedisCache
+    from .core.jobs import RedisJobQueue
+    from .core.ops_views import worker_metrics_app
+    from .core.ws import WebSocketHub
+
+    assert settings.redis_url is not None
+    registry = PluginRegistry()
+    registry.discover()
+    await registry.collect()
+    engine = db.create_engine(settings)
+    redis = Redis.from_url(settings.redis_url)
+    bus = RedisBus(redis)
+    queue = RedisJobQueue(
+        settings.redis_url, settings.jobs_concurrency, settings.jobs_sweep_interval
+    )
+    metrics: web.AppRunner | None = None
+    try:
+        await db.check_schema(engine)
+        await bus.start()
+        # Jobs publish their progress to the websockets of every web process, through the bus.
+        hub = WebSocketHub(bus, 1, lambda _topic: False)
+        box = SecretBox(load_keyring(settings), reload=lambda: load_keyring(settings, create=False))
+        registry.jobs, registry.run_pollers = queue, False
+        registry.bind(
+            engine,
+            RedisCache(redis),
+            bus,
+            hub.publish,
+            installation_id=await db.installation_id(engine),
+            box=box,
+        )
+        # Enabled plugins register their job types; changes made by an admin follow on the bus.
+        await registry.load_states()
+        click.echo(
+            f"MediaNest {__version__} worker: {settings.jobs_concurrency} job(s) at once",
+        )
+        if settings.worker_metrics_port:
+            metrics = web.AppRunner(worker_metrics_app(settings, queue), access_log=None)
+            await metrics.setup()
+            await web.TCPSite(metrics, settings.host, settings.worker_metrics_port).start()
+        await queue.work()
+    finally:
+        if metrics is not None:
+            await metrics.cleanup()
+        await registry.close()
+        await queue.close()
+        await bus.close()
+        await redis.aclose()
+        await engine.dispose()
 
 
 @main.command()

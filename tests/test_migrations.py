@@ -39,6 +39,8 @@ TABLES = {
     "media_availability",
     "season_availability",
     "notifications",
+    # 0004: YouTube downloads
+    "youtube_downloads",
 }
 
 

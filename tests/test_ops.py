@@ -218,3 +218,82 @@ async def test_request_ids_are_sent_back(
     resp = await client.get("/nowhere")
     assert resp.status == 404 and re.fullmatch(r"[0-9a-f]{16}", resp.headers["X-Request-ID"])
     await asyncio.sleep(0)
+
+
+async def test_metrics_show_the_job_queue_and_job_outcomes(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    from medianest import JobType
+    from medianest.core.keys import REGISTRY
+
+    client = await make_client(sqlite_settings, sign_in=False)
+    jobs = client.app[REGISTRY].jobs
+    assert jobs is not None
+    release = asyncio.Event()
+
+    async def slow(run: Any, fail: bool = False) -> None:
+        await release.wait()
+        if fail:
+            raise RuntimeError("broken on purpose")
+
+    jobs.register(JobType("test.slow", slow, attempts=2, retry_delay=0.01))
+    for n in range(5):
+        assert await jobs.enqueue("test.slow", f"job-{n}", fail=n == 4)
+    await asyncio.sleep(0.1)
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "medianest_jobs_queue_depth") == 2  # three run at once, two wait
+    release.set()
+
+    async def settled() -> bool:
+        found = await (await client.get("/metrics")).text()
+        return metric(found, "medianest_jobs_total", job="test.slow", outcome="failed") == 1
+
+    from conftest import wait_for
+
+    await wait_for(settled)
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "medianest_jobs_total", job="test.slow", outcome="ok") == 4
+    assert metric(text, "medianest_jobs_total", job="test.slow", outcome="retried") == 1
+    assert metric(text, "medianest_jobs_queue_depth") == 0
+
+
+def test_a_worker_serves_its_own_metrics(tmp_path: Path, redis_url: str) -> None:
+    from servers import Servers, _command
+
+    servers = Servers(tmp_path)
+    port = free_port()
+    env = servers.environment(
+        "worker",
+        redis_url=redis_url,
+        worker_metrics_port=str(port),
+        metrics_token=METRICS_TOKEN,
+    )
+    subprocess.run([*_command(), "migrate"], env=env, check=True, capture_output=True)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([*_command(), "worker"], env=env, stdout=out, stderr=out)
+    try:
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 20
+        while True:
+            request = urllib.request.Request(
+                url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=1) as answer:
+                    text = answer.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        assert metric(text, "medianest_jobs_queue_depth") == 0
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=2)
+        assert refused.value.code == 403
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)

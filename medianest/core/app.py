@@ -28,6 +28,7 @@ from .cache import MemoryCache, RedisCache
 from .crypto import SecretBox
 from .errors import error_middleware
 from .fulfilment import REQUESTS_TOPIC, RequestDesk
+from .jobs import job_queue
 from .keys import (
     BOX,
     BUS,
@@ -209,6 +210,10 @@ async def _close_websockets(app: web.Application) -> None:
 async def _plugins(app: web.Application) -> AsyncIterator[None]:
     registry = app[REGISTRY]
     hub = app[HUB]
+    settings = app[SETTINGS]
+    # With Redis, `medianest worker` processes run the jobs; without, this process does.
+    jobs = job_queue(settings.redis_url, settings.jobs_concurrency, settings.jobs_sweep_interval)
+    registry.jobs = jobs
     registry.bind(
         app[ENGINE],
         app[CACHE],
@@ -221,6 +226,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     await registry.load_states()
     yield
     await registry.close()
+    await jobs.close()
 
 
 async def _requests(app: web.Application) -> AsyncIterator[None]:

@@ -617,3 +617,12 @@ async def check_local_password(
     if not ok or row is None or row[2]:
         return None
     return uuid.UUID(str(row[0]))
+
+
+async def user_quota(engine: AsyncEngine, user_id: uuid.UUID, name: str) -> dict[str, Any] | None:
+    """A user's own quota ``name`` (``{"limit": 5}`` for "downloads", say), or ``None`` when
+    the installation's default applies."""
+    async with engine.connect() as conn:
+        quotas = (await conn.execute(select(User.quotas).where(User.id == user_id))).scalar()
+    value = (quotas or {}).get(name)
+    return dict(value) if isinstance(value, dict) else None

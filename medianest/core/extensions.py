@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .cache import Cache
+    from .jobs import JobQueue
 
 
 async def resolve(value: Any) -> Any:
@@ -63,6 +64,9 @@ class PluginContext:
     installation_id: str = ""
     # What the plugin keeps while it is active (HTTP clients, say); each activation starts empty.
     state: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The installation's job queue for long work: in Redis for `medianest worker` processes,
+    # or in this process (see medianest.core.jobs); None where no jobs run (the command line).
+    jobs: JobQueue | None = field(default=None, repr=False)
     # Set by the registry: calls a hook on the other enabled plugins, and reads the stored
     # secret of a sign-in through one of this plugin's providers.
     _hook_caller: Callable[..., Awaitable[list[tuple[str, Any]]]] | None = field(

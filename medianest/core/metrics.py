@@ -117,3 +117,24 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
         if route != "/ws":
             HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+JOBS = Counter(
+    "medianest_jobs",
+    "Job attempts run by this process, by job type and outcome (ok, retried, failed, cancelled).",
+    ["job", "outcome"],
+    registry=REGISTRY,
+)
+JOBS_QUEUED = Gauge(
+    "medianest_jobs_queue_depth",
+    "Jobs waiting to run (the shared queue in Redis, or this process's own).",
+    registry=REGISTRY,
+)
+DOWNLOADS = Gauge(
+    "medianest_downloads",
+    "YouTube downloads by status (read from the database when scraped).",
+    ["status"],
+    registry=REGISTRY,
+)

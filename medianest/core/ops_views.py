@@ -10,6 +10,7 @@ while, so that probes and scrapes every few seconds do not turn into upstream ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import time
@@ -32,6 +33,8 @@ from .metrics import (
     ACTIVE_USERS,
     BUILD_INFO,
     DEPENDENCY_UP,
+    DOWNLOADS,
+    JOBS_QUEUED,
     PLUGIN_HEALTH,
     REQUESTS_BY_STATUS,
     WEBSOCKETS,
@@ -39,14 +42,16 @@ from .metrics import (
 from .metrics import (
     REGISTRY as METRICS,
 )
-from .models import MediaRequest, Session
+from .models import MediaRequest, Session, YouTubeDownload
 from .requests import STATUSES
+from .settings import Settings
 
 HEALTH_TTL = 30.0
 HEALTH_TIMEOUT = 10.0
 SCORE = {"ok": 1.0, "degraded": 0.5, "down": 0.0}
 requests_t = cast(Table, MediaRequest.__table__)
 sessions_t = cast(Table, Session.__table__)
+downloads_t = cast(Table, YouTubeDownload.__table__)
 
 
 class Component(BaseModel):
@@ -195,16 +200,16 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 # --- metrics --------------------------------------------------------------------------------
 
 
-def _metrics_allowed(request: web.Request) -> bool:
-    settings = request.app[SETTINGS]
-    header = request.headers.get("Authorization", "")
+def metrics_allowed(settings: Settings, authorization: str, client: str | None) -> bool:
+    """Whether a scrape may read the metrics: the bearer token when one is set, else the
+    client's address in the allowlist."""
     if settings.metrics_token is not None:
-        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        given = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
         expected = settings.metrics_token.get_secret_value()
         return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
     try:
-        address = ipaddress.ip_address(request[CLIENT_ADDRESS])
-    except (KeyError, ValueError):
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
         return False
     return any(
         address in ipaddress.ip_network(network, strict=False) for network in settings.metrics_allow
@@ -224,14 +229,28 @@ async def _business_figures(app: web.Application) -> None:
                 sessions_t.c.last_seen_at >= since
             )
         )
+        downloads = await conn.execute(
+            select(downloads_t.c.status, func.count()).group_by(downloads_t.c.status)
+        )
+        DOWNLOADS.clear()
+        for status, count in downloads:
+            DOWNLOADS.labels(status).set(count)
     for status in STATUSES:
         REQUESTS_BY_STATUS.labels(status).set(counted.get(status, 0))
     ACTIVE_USERS.set(active or 0)
+    jobs = app[REGISTRY].jobs
+    if jobs is not None:
+        # When the queue in Redis is unreachable, readiness says so.
+        with contextlib.suppress(Exception):
+            JOBS_QUEUED.set(await jobs.depth())
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """Prometheus metrics of this process: a bearer token, or an allowed address."""
-    if not _metrics_allowed(request):
+    allowed = metrics_allowed(
+        request.app[SETTINGS], request.headers.get("Authorization", ""), request.get(CLIENT_ADDRESS)
+    )
+    if not allowed:
         raise ApiError(
             403,
             "Metrics need the bearer token set in MEDIANEST_METRICS_TOKEN, or a client address "
@@ -302,6 +321,27 @@ async def system_page(request: web.Request) -> web.StreamResponse:
     return await aiohttp_jinja2.render_template_async(
         "admin/system.html", request, {"system": await _system(request)}
     )
+
+
+def worker_metrics_app(settings: Settings, jobs: Any) -> web.Application:
+    """The one route a ``medianest worker`` serves: its own metrics (jobs run there)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not metrics_allowed(settings, request.headers.get("Authorization", ""), request.remote):
+            return web.json_response(
+                {"error": {"code": "forbidden", "message": "Metrics need the bearer token."}},
+                status=403,
+            )
+        BUILD_INFO.labels(__version__).set(1)
+        with contextlib.suppress(Exception):
+            JOBS_QUEUED.set(await jobs.depth())
+        return web.Response(
+            body=generate_latest(METRICS), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    return app
 
 
 SETTINGS_ACCESS = Permission.MANAGE_SETTINGS.value

@@ -42,7 +42,7 @@ from .extensions import (
     call_with,
     resolve,
 )
-from .jobs import PollerRunner
+from .jobs import JobQueue, PollerRunner
 from .models import PluginState
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,10 @@ class PluginRegistry:
         self._origin = uuid.uuid4().hex
         # Told when a plugin reports a film or series changed (see PluginContext.media_changed).
         self.media_listener: Callable[[str, Mapping[str, str]], Awaitable[None]] | None = None
+        # The job queue handed to plugins (plugin.jobs); a `medianest worker` process runs no
+        # pollers, only jobs.
+        self.jobs: JobQueue | None = None
+        self.run_pollers = True
 
     def bind(
         self,
@@ -245,6 +249,7 @@ class PluginRegistry:
             _hook_caller=functools.partial(self._call_others, name),
             _secret_reader=functools.partial(self._sign_in_secret, name),
             _media_listener=self._media_changed,
+            jobs=self.jobs,
         )
 
     async def _media_changed(self, media_type: str, ids: Mapping[str, str]) -> None:
@@ -346,7 +351,8 @@ class PluginRegistry:
             record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
             return
         record.status, record.error = "active", None
-        self._pollers.start(ctx, record.pollers)
+        if self.run_pollers:
+            self._pollers.start(ctx, record.pollers)
         log.info("plugin %s active", record.name)
 
     async def _deactivate(self, record: PluginRecord) -> None:

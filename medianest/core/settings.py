@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     setup_from: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"]
     )
+    # Long jobs (downloads) run at once, per process: `medianest worker`, or `serve` without Redis.
+    jobs_concurrency: int = Field(default=3, ge=1, le=100)
+    # Where a `medianest worker` serves its own /metrics (0: not at all).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # How often a worker looks for jobs whose worker stopped sending heartbeats (seconds).
+    jobs_sweep_interval: int = Field(default=30, ge=1, le=3600)
     rate_limit_sign_in: str = "10/minute"
     rate_limit_api: str = "300/minute"
     # Media requests. Default quotas (a user's own, set on the users admin, win): at most this

@@ -714,3 +714,77 @@ class FakeYouTube(FakeServer):
             list(videos),
         )
         self.playlists[playlist.id] = playlist
+
+
+# --- a site that serves real video files -------------------------------------------------------
+
+
+def make_video(path: Any, seconds: float = 3.0, size: str = "320x240") -> bytes:
+    """A short real video (test pattern and a tone, H.264 and AAC in MP4) made by ffmpeg."""
+    import subprocess
+
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc=duration={seconds}:size={size}:rate=25",
+         "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
+         "-movflags", "+faststart", str(path)],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+@dataclass
+class VideoSite(FakeServer):
+    """Video files over HTTP, as yt-dlp's generic extractor downloads them: ``/media/<name>``
+    answers the file (at ``bytes_per_second`` when set, so a test can act mid-download), and
+    ``/list/<name>`` an HTML page with a ``<video>`` per file of ``playlists[name]``.
+
+    ``completed`` counts the full transfers of each file: a file downloaded once counts 1.
+    """
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    playlists: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    bytes_per_second: int = 0
+    completed: dict[str, int] = field(default_factory=dict)
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/media/{name}", self.media)
+        app.router.add_get("/list/{name}", self.playlist)
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        import asyncio
+
+        name = request.match_info["name"]
+        data = self.files.get(name)
+        if data is None:
+            raise web.HTTPNotFound()
+        response = web.StreamResponse(
+            headers={"Content-Type": "video/mp4", "Content-Length": str(len(data))}
+        )
+        await response.prepare(request)
+        chunk = 4096
+        try:
+            for start in range(0, len(data), chunk):
+                await response.write(data[start : start + chunk])
+                if self.bytes_per_second:
+                    await asyncio.sleep(chunk / self.bytes_per_second)
+            await response.write_eof()
+        except ConnectionError:
+            # The client read what it wanted (yt-dlp's first look) or went away.
+            return response
+        self.completed[name] = self.completed.get(name, 0) + 1
+        return response
+
+    async def playlist(self, request: web.Request) -> web.Response:
+        found = self.playlists.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        title, names = found
+        videos = "\n".join(f'<video src="/media/{n}"></video>' for n in names)
+        return web.Response(
+            text=f"<html><head><title>{title}</title></head><body>{videos}</body></html>",
+            content_type="text/html",
+        )

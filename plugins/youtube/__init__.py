@@ -1,38 +1,43 @@
-"""YouTube downloads into a Plex library folder, with a queue and live progress.
+"""YouTube downloads into a Plex library folder, with a queue, workers and live progress.
 
-A skeleton: settings, a health check and a status widget. The service work itself arrives
-with the service plugins.
+Users paste a link to a video, a playlist or a channel; it is checked, previewed, and
+downloaded by yt-dlp in a job (``medianest worker`` processes with Redis, the web process
+without), into their folder of the library, and Plex is asked to scan that folder. Hook
+implementations only: the link rules are in ``links``, previews in ``client``, the rows and
+quotas in ``store``, the job in ``downloader``, the page and API in ``routes``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, HttpUrl, SecretStr
+from aiohttp import web
+from pydantic import BaseModel
 
-from medianest import HealthResult, PluginContext, Widget, hookimpl
+from medianest import (
+    HealthResult,
+    JobType,
+    NavItem,
+    PluginContext,
+    Poller,
+    Route,
+    Widget,
+    hookimpl,
+)
+
+from . import downloader, routes, store, widgets
+from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
+ATTEMPTS = 3
+RETRY_DELAY = 2.0
+# How often stalled downloads are looked for and waiting ones handed to the queue.
+QUEUE_INTERVAL = 5.0
 
-
-class Settings(BaseModel):
-    """Connection settings of the YouTube downloads integration."""
-
-    library_path: str = Field(
-        default="",
-        title="Library folder",
-        description="Where downloads land; a Plex library should point here.",
-    )
-    api_key: SecretStr | None = Field(
-        default=None, title="YouTube Data API key", description="Optional: richer previews."
-    )
-    api_url: HttpUrl = Field(
-        default=HttpUrl("https://www.googleapis.com"),
-        title="API address",
-        description="Where the YouTube Data API answers; change it only for testing",
-    )
+__all__ = ["Settings"]
 
 
 @hookimpl
@@ -48,13 +53,73 @@ def register_template_dirs() -> list[Path]:
 @hookimpl
 def register_widgets() -> list[Widget]:
     return [
-        Widget(name="status", title="YouTube downloads", template="status.html", load=load_status)
+        Widget(
+            name="status",
+            title="YouTube downloads",
+            template="status.html",
+            load=widgets.load_status,
+            topic=store.TOPIC,
+        )
     ]
 
 
 @hookimpl
-def check_health(plugin: PluginContext) -> HealthResult:
+def register_ws_topics() -> list[str]:
+    return [store.TOPIC]
+
+
+@hookimpl
+def register_routes() -> list[Route]:
+    return routes.ROUTES
+
+
+@hookimpl
+def register_pollers() -> list[Poller]:
+    return [Poller("queue", QUEUE_INTERVAL, tend_queue)]
+
+
+@hookimpl
+def extra_nav_items(request: web.Request, plugin: PluginContext) -> list[NavItem]:
+    return [NavItem("YouTube", "/youtube", permission="youtube")]
+
+
+@hookimpl
+def activate(plugin: PluginContext) -> None:
     settings: Settings = plugin.settings
+    if plugin.jobs is not None:
+        plugin.jobs.register(
+            JobType(
+                store.JOB,
+                functools.partial(downloader.download_job, plugin),
+                attempts=ATTEMPTS,
+                retry_delay=RETRY_DELAY,
+                heartbeat=settings.stalled_after,
+            )
+        )
+
+
+async def tend_queue(plugin: PluginContext) -> None:
+    """Fail or retry downloads whose worker died, and hand waiting ones to the queue."""
+    settings: Settings = plugin.settings
+    for download_id in await store.reap(plugin, ATTEMPTS):
+        downloader.clear_incoming(settings, str(download_id))
+    await store.dispatch(plugin)
+
+
+@hookimpl
+def check_health(plugin: PluginContext) -> list[HealthResult]:
+    settings: Settings = plugin.settings
+    results = [_library(settings)]
+    if shutil.which("ffmpeg") is None:
+        results.append(
+            HealthResult("ffmpeg", "down", "ffmpeg is not installed; videos cannot be merged.")
+        )
+    else:
+        results.append(HealthResult("ffmpeg", "ok", "ffmpeg is installed."))
+    return results
+
+
+def _library(settings: Settings) -> HealthResult:
     if not settings.library_path:
         return HealthResult("Library folder", "unconfigured", "No library folder is set.")
     path = Path(settings.library_path)
@@ -63,8 +128,3 @@ def check_health(plugin: PluginContext) -> HealthResult:
     if not os.access(path, os.W_OK):
         return HealthResult("Library folder", "down", f"{path} is not writable.")
     return HealthResult("Library folder", "ok", f"Downloads go to {path}.")
-
-
-async def load_status(plugin: PluginContext) -> dict[str, Any]:
-    settings: Settings = plugin.settings
-    return {"services": [{"name": "Library folder", "url": settings.library_path or None}]}
