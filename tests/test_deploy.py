@@ -12,8 +12,12 @@ import datetime
 import json
 import re
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -338,14 +342,69 @@ def portal(tmp_path: Path) -> Iterator[Server]:
         servers.stop_all()
 
 
+class FakeDockerDns:
+    """Docker's embedded DNS in miniature: answers A queries for the names in ``records``
+    with all their addresses (and "no such name" for any other)."""
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        self.records = records
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.settimeout(0.1)
+        self.port = self._socket.getsockname()[1]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                query, client = self._socket.recvfrom(512)
+            except TimeoutError:
+                continue
+            self._socket.sendto(self._answer(query), client)
+
+    def _answer(self, query: bytes) -> bytes:
+        ident = struct.unpack("!H", query[:2])[0]
+        labels, pos = [], 12
+        while query[pos]:
+            labels.append(query[pos + 1 : pos + 1 + query[pos]].decode())
+            pos += 1 + query[pos]
+        qtype = struct.unpack("!H", query[pos + 1 : pos + 3])[0]
+        question = query[12 : pos + 5]
+        name = ".".join(labels).lower()
+        found = name in self.records
+        addresses = self.records[name] if found and qtype == 1 else []
+        # A response to a recursive query (RD, RA), NXDOMAIN for names it does not know.
+        header = struct.pack("!6H", ident, 0x8180 | (0 if found else 3), 1, len(addresses), 0, 0)
+        answers = b"".join(
+            struct.pack("!3HIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address)
+            for address in addresses
+        )
+        return header + question + answers
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
 class RunningNginx:
-    def __init__(self, directory: Path, config: str, portal: Server) -> None:
+    """nginx with our configuration, listening on loopback, sending to the portal on ``port``:
+    at 127.0.0.1, or at the addresses ``dns`` gives for medianest-app, as Docker's DNS would."""
+
+    def __init__(
+        self, directory: Path, config: str, port: int, dns: FakeDockerDns | None = None
+    ) -> None:
         self.http_port = free_port()
         self.https_port = free_port()
-        config = config.replace(
-            "set $medianest_app medianest-app;", "set $medianest_app 127.0.0.1;"
-        )
-        config = config.replace(":8080;", f":{portal.port};")
+        if dns is None:
+            config = config.replace(
+                "set $medianest_app medianest-app;", "set $medianest_app 127.0.0.1;"
+            )
+        else:
+            config = config.replace("resolver 127.0.0.11 ", f"resolver 127.0.0.1:{dns.port} ")
+        config = config.replace(":8080;", f":{port};")
         config = config.replace("listen 80 ", f"listen 127.0.0.1:{self.http_port} ")
         config = config.replace("listen 443 ", f"listen 127.0.0.1:{self.https_port} ")
         self.conf = nginx_wrapper(directory, config, run=True)
@@ -365,7 +424,7 @@ class RunningNginx:
 
 @pytest.fixture
 def nginx_in_front(tmp_path: Path, portal: Server) -> Iterator[RunningNginx]:
-    nginx = RunningNginx(tmp_path / "nginx", NGINX_CONF.read_text(), portal)
+    nginx = RunningNginx(tmp_path / "nginx", NGINX_CONF.read_text(), portal.port)
     try:
         yield nginx
     finally:
@@ -375,7 +434,7 @@ def nginx_in_front(tmp_path: Path, portal: Server) -> Iterator[RunningNginx]:
 @pytest.fixture
 def tls_nginx_in_front(tmp_path: Path, portal: Server) -> Iterator[RunningNginx]:
     config = with_tls(NGINX_CONF.read_text(), self_signed(tmp_path / "certs"))
-    nginx = RunningNginx(tmp_path / "nginx", config, portal)
+    nginx = RunningNginx(tmp_path / "nginx", config, portal.port)
     try:
         yield nginx
     finally:
@@ -440,6 +499,67 @@ async def test_with_tls_turned_on_http_goes_to_https_and_medianest_knows_it(
             assert response.status == 200
             # nginx said X-Forwarded-Proto: https, and MediaNest trusts nginx: it asks for HSTS.
             assert "max-age=" in response.headers.get("Strict-Transport-Security", "")
+
+
+def start_portal_at(servers: Servers, name: str, host: str, port: int) -> Server:
+    """``medianest serve`` on ``host:port`` (``Servers.start`` picks 127.0.0.1 and a port)."""
+    script = Path(sys.executable).with_name("medianest")
+    env = servers.environment(name, host=host, trusted_proxies="127.0.0.1")
+    log_path = servers.directory / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(script), "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = Server(name, port, process, log_path, env)
+    servers.started.append(server)
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, server.output()
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return server
+        except OSError:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.05)
+
+
+async def test_nginx_spreads_requests_over_every_replica_and_skips_a_stopped_one(
+    tmp_path: Path,
+) -> None:
+    # Two portal processes on the same port at two addresses, as two replicas of
+    # medianest-app are; nginx learns them from DNS, as it does from Docker's.
+    servers = Servers(tmp_path)
+    dns: FakeDockerDns | None = None
+    nginx: RunningNginx | None = None
+    try:
+        port = free_port()
+        a = start_portal_at(servers, "a", "127.0.0.1", port)
+        b = start_portal_at(servers, "b", "127.0.0.2", port)
+        dns = FakeDockerDns({"medianest-app": ["127.0.0.1", "127.0.0.2"]})
+        nginx = RunningNginx(tmp_path / "nginx", NGINX_CONF.read_text(), port, dns)
+        url = f"http://127.0.0.1:{nginx.http_port}"
+        async with session() as http:
+            for i in range(30):
+                async with http.get(f"{url}/healthz?via=nginx-{i}") as response:
+                    assert response.status == 200
+            answered = {s.name: s.output().count("via=nginx-") for s in (a, b)}
+            assert answered["a"] and answered["b"], answered
+
+            # B stops while DNS still names it: every request is still answered (by A).
+            b.stop()
+            for i in range(30):
+                async with http.get(f"{url}/healthz?after=stop-{i}") as response:
+                    assert response.status == 200
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        if dns is not None:
+            dns.stop()
+        servers.stop_all()
 
 
 # --- Prometheus and Alertmanager ------------------------------------------------------------
