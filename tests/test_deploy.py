@@ -178,6 +178,18 @@ def test_secrets_are_passed_as_files_never_as_values(stack: Path) -> None:
             assert urlsplit(url).password is None, f"{name}: the database URL holds a password"
 
 
+def test_env_example_lists_the_compose_settings_with_their_defaults() -> None:
+    # .env.example says that every value in it is the default: an operator copying it changes
+    # nothing, and each line there is a setting the compose file reads.
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", COMPOSE.read_text()))
+    assert example == defaults
+
+
 def test_the_build_context_holds_what_the_dockerfile_copies_and_no_secret() -> None:
     lines = [
         line
