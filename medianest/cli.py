@@ -137,13 +137,21 @@ def demo(host: str, port: int, data_dir: Path | None) -> None:
 
 @main.command()
 @click.option("--concurrency", type=int, help="Jobs run at once (default 3).")
+@click.option(
+    "--metrics-port", type=int, help="Serve this worker's /metrics on this port (default: none)."
+)
+@click.option("--host", help="Address the metrics listen on (default 127.0.0.1).")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int | None) -> None:
+def worker(
+    ctx: click.Context, concurrency: int | None, metrics_port: int | None, host: str | None
+) -> None:
     """Run queued jobs (YouTube downloads) from Redis; run as many workers as you like.
 
     Needs MEDIANEST_REDIS_URL: without Redis, `medianest serve` runs the jobs itself.
     """
-    settings = _settings(ctx, jobs_concurrency=concurrency)
+    settings = _settings(
+        ctx, jobs_concurrency=concurrency, worker_metrics_port=metrics_port, host=host
+    )
     if not settings.redis_url:
         _fail(
             "a worker needs Redis (MEDIANEST_REDIS_URL); without it `medianest serve` runs "

@@ -246,14 +246,14 @@ async def test_metrics_show_the_job_queue_and_job_outcomes(
 
     async def settled() -> bool:
         found = await (await client.get("/metrics")).text()
-        return metric(found, "medianest_jobs_total", job="test.slow", outcome="failed") == 1
+        return metric(found, "medianest_jobs_total", job_type="test.slow", outcome="failed") == 1
 
     from conftest import wait_for
 
     await wait_for(settled)
     text = await (await client.get("/metrics")).text()
-    assert metric(text, "medianest_jobs_total", job="test.slow", outcome="ok") == 4
-    assert metric(text, "medianest_jobs_total", job="test.slow", outcome="retried") == 1
+    assert metric(text, "medianest_jobs_total", job_type="test.slow", outcome="ok") == 4
+    assert metric(text, "medianest_jobs_total", job_type="test.slow", outcome="retried") == 1
     assert metric(text, "medianest_jobs_queue_depth") == 0
 
 

@@ -124,7 +124,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 JOBS = Counter(
     "medianest_jobs",
     "Job attempts run by this process, by job type and outcome (ok, retried, failed, cancelled).",
-    ["job", "outcome"],
+    # Not "job": Prometheus keeps that label for its own scrape job.
+    ["job_type", "outcome"],
     registry=REGISTRY,
 )
 JOBS_QUEUED = Gauge(
