@@ -152,10 +152,23 @@ def plugin_settings(fakes: Fakes, library: Path) -> dict[str, dict[str, Any]]:
         },
         "arr": {
             "sonarr": [
-                {"name": "Sonarr", "url": fakes.sonarr.url, "api_key": fakes.sonarr.api_key}
+                {
+                    "name": "Sonarr",
+                    "url": fakes.sonarr.url,
+                    "api_key": fakes.sonarr.api_key,
+                    # What requests are added with, so that the demo's requests go through.
+                    "quality_profile_id": 4,
+                    "root_folder": fakes.sonarr.root_folders[0],
+                }
             ],
             "radarr": [
-                {"name": "Radarr", "url": fakes.radarr.url, "api_key": fakes.radarr.api_key}
+                {
+                    "name": "Radarr",
+                    "url": fakes.radarr.url,
+                    "api_key": fakes.radarr.api_key,
+                    "quality_profile_id": 4,
+                    "root_folder": fakes.radarr.root_folders[0],
+                }
             ],
         },
         "tautulli": {"url": fakes.tautulli.url, "api_key": fakes.tautulli.apikey},

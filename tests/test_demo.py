@@ -6,6 +6,7 @@ passwords, sign in through the API, and check what a newcomer would see.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -341,3 +342,22 @@ def test_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert [p.name for p in installation.iterdir()] == ["medianest.db"]
     assert (installation / "medianest.db").read_bytes() == b"someone's real data"
+
+
+async def test_a_request_in_the_demo_goes_to_radarr(demo: Demo) -> None:
+    async with session() as friend, session() as admin:
+        await sign_in(friend, demo.url, "friend", demo.friend_password)
+        await sign_in(admin, demo.url, "admin", demo.admin_password)
+        body = {"media_type": "movie", "tmdb_id": 604}  # The Matrix Reloaded: not in Plex
+        async with friend.post(demo.url + "/api/v1/requests", json=body) as response:
+            assert response.status == 201, await response.text()
+            request_id = (await response.json())["request"]["id"]
+        async with admin.post(f"{demo.url}/api/v1/requests/{request_id}/approve", json={}) as r:
+            assert r.status == 200, await r.text()
+        for _ in range(100):
+            async with friend.get(f"{demo.url}/api/v1/requests/{request_id}") as response:
+                status = (await response.json())["status"]
+            if status != "approved":
+                break
+            await asyncio.sleep(0.1)
+        assert status == "processing"
