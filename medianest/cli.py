@@ -513,12 +513,14 @@ def _run_backup(coro: Coroutine[Any, Any, T], status: _Status) -> T:
 @click.option(
     "--keep-daily",
     type=click.IntRange(min=1),
+    metavar="N",
     help="After the backup, keep the newest archive of each of the last N days that have one "
     "and delete older archives of the folder that no --keep rule keeps.",
 )
 @click.option(
     "--keep-weekly",
     type=click.IntRange(min=1),
+    metavar="N",
     help="Also keep the newest archive of each of N weeks before the daily ones.",
 )
 @click.pass_context
