@@ -1,9 +1,10 @@
-"""The ``medianest`` command: serve, worker, migrate, plugins, check-config."""
+"""The ``medianest`` command: serve, worker, migrate, plugins, check-config, backup, restore."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
@@ -15,7 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
-from .core import audit, db
+from .core import audit, backup, db
 from .core.app import create_app
 from .core.auth import create_local_user
 from .core.bus import Bus, RedisBus
@@ -534,3 +535,156 @@ def rotate_key(ctx: click.Context, prune: bool, reencrypt_only: bool) -> None:
         )
 
     _run(run())
+
+
+# --- backups --------------------------------------------------------------------------------
+
+
+class _Status:
+    """A status line on standard error that rewrites itself, shown only on a terminal (a cron
+    job or a pipe gets no progress, only the result)."""
+
+    def __init__(self) -> None:
+        self.shown = sys.stderr.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, line: str) -> None:
+        now = time.monotonic()
+        if not self.shown or now - self._last < 0.1:
+            return
+        self._last = now
+        click.echo("\r" + line.ljust(self._width), nl=False, err=True)
+        self._width = len(line)
+
+    def clear(self) -> None:
+        if self.shown and self._width:
+            click.echo("\r" + " " * self._width + "\r", nl=False, err=True)
+            self._width = 0
+
+
+def _run_backup(coro: Coroutine[Any, Any, T], status: _Status) -> T:
+    try:
+        return _run(coro)
+    except backup.BackupError as exc:
+        status.clear()
+        _fail(str(exc))
+    finally:
+        status.clear()
+
+
+@main.command("backup")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Folder to write the archive in (default: DATA_DIR/backups; it is named after the "
+    "time), or the archive's file name, ending in .tar.gz.",
+)
+@click.option(
+    "--verify",
+    "to_verify",
+    metavar="ARCHIVE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Back up nothing: prove that ARCHIVE restores, into a throwaway database, with the "
+    "row count of every table as its manifest records.",
+)
+@click.option(
+    "--keep-daily",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="After the backup, keep the newest archive of each of the last N days that have one "
+    "and delete older archives of the folder that no --keep rule keeps.",
+)
+@click.option(
+    "--keep-weekly",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Also keep the newest archive of each of N weeks before the daily ones.",
+)
+@click.pass_context
+def backup_command(
+    ctx: click.Context,
+    output: Path | None,
+    to_verify: Path | None,
+    keep_daily: int | None,
+    keep_weekly: int | None,
+) -> None:
+    """Write a compressed archive of the database, safe while MediaNest runs.
+
+    The archive holds a manifest (schema revision, row counts, checksums) and the database;
+    never the key that decrypts its stored secrets: back DATA_DIR/secret.key (or
+    MEDIANEST_SECRET_KEY) up separately.
+    """
+    if to_verify is not None and (output or keep_daily or keep_weekly):
+        _fail("--verify goes alone: it checks an archive and writes none", code=2)
+    settings = _settings(ctx)
+    status = _Status()
+    if to_verify is not None:
+        result = _run_backup(backup.verify(settings, to_verify, status), status)
+        click.echo(f"{to_verify} restores: {backup.describe(result.manifest)}")
+        click.echo("every table has the row count its manifest records")
+        if result.migrated_from:
+            click.echo(f"its schema migrates from {result.migrated_from} to {db.head_revision()}")
+        return
+    path, manifest = _run_backup(backup.create_backup(settings, output, status), status)
+    tables, revision = manifest["tables"], manifest["schema_revision"]
+    click.echo(
+        f"backup written to {path} ({backup.megabytes(path.stat().st_size)}; "
+        f"{sum(tables.values())} rows in {len(tables)} tables, schema {revision})"
+    )
+    if keep_daily or keep_weekly:
+        removed = backup.prune(
+            path.parent, keep_daily=keep_daily or 0, keep_weekly=keep_weekly or 0
+        )
+        if removed:
+            click.echo(f"removed {len(removed)} older archive(s) no --keep rule keeps")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a database that already holds data (everything in it is lost).",
+)
+@click.pass_context
+def restore(ctx: click.Context, archive: Path, force: bool) -> None:
+    """Restore ARCHIVE (made by `medianest backup`) into the configured database.
+
+    The archive is checked in full first (manifest, checksums); the database must be empty
+    unless --force. An archive of an older MediaNest is migrated to this version's schema, one
+    of a newer MediaNest is refused. Stop MediaNest first, and put back the key the archive's
+    secrets were encrypted with (DATA_DIR/secret.key or MEDIANEST_SECRET_KEY).
+    """
+    settings = _settings(ctx)
+    status = _Status()
+
+    async def run() -> backup.Restored:
+        registry = PluginRegistry()
+        registry.discover()
+        await registry.collect()
+        return await backup.restore(
+            settings,
+            archive,
+            force=force,
+            secret_fields_of=_secret_paths_of(registry),
+            progress=status,
+        )
+
+    result = _run_backup(run(), status)
+    click.echo(
+        f"restored {archive} into {backup.database_label(settings)}: "
+        f"{backup.describe(result.manifest)}"
+    )
+    if result.migrated_from:
+        click.echo(f"schema migrated from {result.migrated_from} to {db.head_revision()}")
+    if result.unreadable:
+        where = "\n".join(f"  {line}" for line in result.unreadable)
+        reason = result.key_problem or "the configured key is not the one they were encrypted with"
+        click.echo(
+            f"medianest: {len(result.unreadable)} stored secret(s) cannot be decrypted: "
+            f"{reason}. Put back the key kept with this backup ({key_file(settings)} or "
+            f"MEDIANEST_SECRET_KEY), or enter these secrets again:\n{where}",
+            err=True,
+        )

@@ -90,6 +90,8 @@ HELP = {
     "plugins enable": "NAME",
     "plugins disable": "NAME",
     "create-admin": "--password-stdin",
+    "backup": "--keep-weekly",
+    "restore": "--force",
 }
 
 
