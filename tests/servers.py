@@ -42,10 +42,11 @@ class Server:
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str]
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def output(self) -> str:
         try:

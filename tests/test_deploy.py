@@ -12,28 +12,31 @@ import datetime
 import json
 import re
 import shutil
-import socket
 import ssl
-import struct
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import pytest
 import yaml
-from conftest import free_port, require
+from conftest import free_port
 from servers import Server, Servers, create_admin, sign_in
+from topology import (
+    NGINX_CONF,
+    FakeDockerDns,
+    RunningNginx,
+    nginx_command,
+    nginx_wrapper,
+    session,
+    start_portal_at,
+    tool,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 COMPOSE = ROOT / "docker-compose.yml"
-NGINX_CONF = DEPLOY / "nginx" / "medianest.conf"
 PROMETHEUS = DEPLOY / "prometheus"
 RULES = PROMETHEUS / "rules" / "medianest.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "medianest.json"
@@ -105,13 +108,6 @@ def run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [str(c) for c in command], cwd=cwd, capture_output=True, text=True, timeout=120
     )
-
-
-def tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    require(path, f"{name} is not installed (apt-get install {package})")
-    assert path is not None
-    return path
 
 
 # --- the compose file ---------------------------------------------------------------------
@@ -262,30 +258,6 @@ def test_entrypoint_refuses_a_secret_it_cannot_use(
 # --- nginx ----------------------------------------------------------------------------------
 
 
-def nginx_wrapper(directory: Path, server_config: str, *, run: bool = False) -> Path:
-    """An nginx.conf as the nginx image's: our file included in the http block; everything
-    nginx writes kept in ``directory``. ``run``: one process, in the foreground, as this user."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "medianest.conf").write_text(server_config)
-    temp = "\n".join(
-        f"  {kind}_temp_path {directory / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    main = "daemon off;\nmaster_process off;\n" if run else ""
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        f"{main}pid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} info;\n"
-        f"events {{}}\nhttp {{\n  access_log off;\n{temp}\n"
-        f"  include {directory / 'medianest.conf'};\n}}\n"
-    )
-    return conf
-
-
-def nginx_command(conf: Path) -> list[str]:
-    nginx = tool("nginx", "nginx")
-    return [nginx, "-p", str(conf.parent), "-e", str(conf.parent / "error.log"), "-c", str(conf)]
-
-
 def with_tls(config: str, certs: Path) -> str:
     """The configuration with its "#tls " lines turned on, as the README says."""
     enabled = re.sub(r"^(\s*)#tls ", r"\1", config, flags=re.MULTILINE)
@@ -354,86 +326,6 @@ def portal(tmp_path: Path) -> Iterator[Server]:
         servers.stop_all()
 
 
-class FakeDockerDns:
-    """Docker's embedded DNS in miniature: answers A queries for the names in ``records``
-    with all their addresses (and "no such name" for any other)."""
-
-    def __init__(self, records: dict[str, list[str]]) -> None:
-        self.records = records
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.settimeout(0.1)
-        self.port = self._socket.getsockname()[1]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                query, client = self._socket.recvfrom(512)
-            except TimeoutError:
-                continue
-            self._socket.sendto(self._answer(query), client)
-
-    def _answer(self, query: bytes) -> bytes:
-        ident = struct.unpack("!H", query[:2])[0]
-        labels, pos = [], 12
-        while query[pos]:
-            labels.append(query[pos + 1 : pos + 1 + query[pos]].decode())
-            pos += 1 + query[pos]
-        qtype = struct.unpack("!H", query[pos + 1 : pos + 3])[0]
-        question = query[12 : pos + 5]
-        name = ".".join(labels).lower()
-        found = name in self.records
-        addresses = self.records[name] if found and qtype == 1 else []
-        # A response to a recursive query (RD, RA), NXDOMAIN for names it does not know.
-        header = struct.pack("!6H", ident, 0x8180 | (0 if found else 3), 1, len(addresses), 0, 0)
-        answers = b"".join(
-            struct.pack("!3HIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address)
-            for address in addresses
-        )
-        return header + question + answers
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=5)
-        self._socket.close()
-
-
-class RunningNginx:
-    """nginx with our configuration, listening on loopback, sending to the portal on ``port``:
-    at 127.0.0.1, or at the addresses ``dns`` gives for medianest-app, as Docker's DNS would."""
-
-    def __init__(
-        self, directory: Path, config: str, port: int, dns: FakeDockerDns | None = None
-    ) -> None:
-        self.http_port = free_port()
-        self.https_port = free_port()
-        if dns is None:
-            config = config.replace(
-                "set $medianest_app medianest-app;", "set $medianest_app 127.0.0.1;"
-            )
-        else:
-            config = config.replace("resolver 127.0.0.11 ", f"resolver 127.0.0.1:{dns.port} ")
-        config = config.replace(":8080;", f":{port};")
-        config = config.replace("listen 80 ", f"listen 127.0.0.1:{self.http_port} ")
-        config = config.replace("listen 443 ", f"listen 127.0.0.1:{self.https_port} ")
-        self.conf = nginx_wrapper(directory, config, run=True)
-        self.process = subprocess.Popen(
-            nginx_command(self.conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while not (directory / "nginx.pid").exists():
-            assert self.process.poll() is None, (directory / "error.log").read_text()
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def nginx_in_front(tmp_path: Path, portal: Server) -> Iterator[RunningNginx]:
     nginx = RunningNginx(tmp_path / "nginx", NGINX_CONF.read_text(), portal.port)
@@ -451,14 +343,6 @@ def tls_nginx_in_front(tmp_path: Path, portal: Server) -> Iterator[RunningNginx]
         yield nginx
     finally:
         nginx.stop()
-
-
-def session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=10),
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-        auto_decompress=False,
-    )
 
 
 async def test_through_nginx_pages_websockets_and_static_files_work(
@@ -511,32 +395,6 @@ async def test_with_tls_turned_on_http_goes_to_https_and_medianest_knows_it(
             assert response.status == 200
             # nginx said X-Forwarded-Proto: https, and MediaNest trusts nginx: it asks for HSTS.
             assert "max-age=" in response.headers.get("Strict-Transport-Security", "")
-
-
-def start_portal_at(servers: Servers, name: str, host: str, port: int) -> Server:
-    """``medianest serve`` on ``host:port`` (``Servers.start`` picks 127.0.0.1 and a port)."""
-    script = Path(sys.executable).with_name("medianest")
-    env = servers.environment(name, host=host, trusted_proxies="127.0.0.1")
-    log_path = servers.directory / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(script), "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    server = Server(name, port, process, log_path, env)
-    servers.started.append(server)
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, server.output()
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return server
-        except OSError:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.05)
 
 
 async def test_nginx_spreads_requests_over_every_replica_and_skips_a_stopped_one(
