@@ -947,7 +947,7 @@ class FakePlexMediaServer(FakeServer):
 
     # --- collections ---------------------------------------------------------------------
 
-    def _record(self, request: web.Request) -> None:
+    def _note_collection_request(self, request: web.Request) -> None:
         self.collection_requests.append((request.method, request.path, dict(request.query)))
 
     def _collection_node(self, collection: PlexCollection) -> _Node:
@@ -992,7 +992,7 @@ class FakePlexMediaServer(FakeServer):
         collection.updated_at = int(time.time())
 
     async def section_collections(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self._note_collection_request(request)
         library = self._library_for(request)
         if library is None:
             return _html(404, _NOT_FOUND)
@@ -1024,7 +1024,7 @@ class FakePlexMediaServer(FakeServer):
     async def create_collection(self, request: web.Request) -> web.Response:
         """``POST /library/collections``: a collection in library ``sectionId``; a regular one
         (``smart=0``) starts with the items ``uri`` names, of ``type``."""
-        self._record(request)
+        self._note_collection_request(request)
         query = request.query
         library = next((lib for lib in self.libraries if lib.key == query.get("sectionId")), None)
         title = query.get("title", "").strip()
@@ -1073,7 +1073,7 @@ class FakePlexMediaServer(FakeServer):
         return self.collections.get(request.match_info["collection_id"])
 
     async def collection_items(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self._note_collection_request(request)
         collection = self._collection_for(request)
         if collection is None:
             return _html(404, _NOT_FOUND)
@@ -1109,7 +1109,7 @@ class FakePlexMediaServer(FakeServer):
     async def add_collection_items(self, request: web.Request) -> web.Response:
         """``PUT /library/collections/{id}/items?uri=``: the named items join the collection
         (those already in it stay once)."""
-        self._record(request)
+        self._note_collection_request(request)
         collection = self._collection_for(request)
         if collection is None:
             return _html(404, _NOT_FOUND)
