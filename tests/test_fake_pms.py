@@ -8,6 +8,7 @@ MEDIANEST_TEST_RECORDED_DIR; those tests skip without them (and fail in CI).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
@@ -29,6 +30,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from medianest.testing import FakePlexMediaServer
+from medianest.testing.pms import OTHER_VIDEOS
 
 TOKEN = "owner-token-0123456789"
 _DEFAULT = object()
@@ -173,7 +175,12 @@ async def test_a_missing_or_wrong_token_is_refused_on_every_path_but_identity(
     http: aiohttp.ClientSession, pms: FakePlexMediaServer
 ) -> None:
     matrix = pms.find("The Matrix")
-    concrete = {"{key}": "1", "{rating_key}": matrix.rating_key}
+    films = pms.add_collection("Films", [matrix])
+    concrete = {
+        "{key}": "1",
+        "{rating_key}": matrix.rating_key,
+        "{collection_id}": films.rating_key,
+    }
     paths = set()
     for route in pms.app().router.routes():
         if route.method == "GET" and route.resource is not None:
@@ -485,6 +492,166 @@ async def test_a_refresh_answers_an_empty_200_and_is_recorded(
     assert pms.refreshes == [("2", folder), ("1", None)]
 
 
+async def send(
+    http: aiohttp.ClientSession,
+    pms: FakePlexMediaServer,
+    method: str,
+    path: str,
+    params: Mapping[str, str] | None = None,
+    *,
+    token: str | None = TOKEN,
+) -> Answer:
+    """Any method, in JSON."""
+    headers = {"Accept": "application/json"} | ({"X-Plex-Token": token} if token else {})
+    async with http.request(method, pms.url + path, params=params, headers=headers) as resp:
+        return Answer(resp.status, dict(resp.headers), await resp.read())
+
+
+def videos_on_disk(root: Path) -> FakePlexMediaServer:
+    """An empty server with an "Other Videos" library whose folder is ``root``, holding two
+    videos, a text file and a hidden folder."""
+    (root / "Trip").mkdir(parents=True)
+    (root / "Trip" / "01 - Beach.mp4").write_bytes(b"video")
+    (root / "Trip" / "02 - Hills.mkv").write_bytes(b"video")
+    (root / "Trip" / "01 - Beach.nfo").write_text("<movie />")
+    (root / ".incoming" / "x").mkdir(parents=True)
+    (root / ".incoming" / "x" / "partial.mp4").write_bytes(b"vid")
+    pms = FakePlexMediaServer(tokens={TOKEN}, seed=False)
+    pms.add_library(
+        "Other Videos", "movie", [str(root)], agent=OTHER_VIDEOS[0], scanner=OTHER_VIDEOS[1]
+    )
+    return pms
+
+
+async def test_a_refresh_scans_the_folder_on_disk_and_adds_a_film_per_new_video(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pms = videos_on_disk(tmp_path)
+    async with pms:
+        folder = str(tmp_path / "Trip")
+        answer = await call(http, pms, "/library/sections/1/refresh", params={"path": folder})
+        assert (answer.status, answer.body) == (200, b"")
+        listed = await js(http, pms, "/library/sections/1/all", sort="addedAt:desc")
+        files = sorted(m["Media"][0]["Part"][0]["file"] for m in listed["Metadata"])
+        assert files == [f"{folder}/01 - Beach.mp4", f"{folder}/02 - Hills.mkv"]
+        assert {m["title"] for m in listed["Metadata"]} == {"01 - Beach", "02 - Hills"}
+        # A second scan adds only what is new.
+        (tmp_path / "Trip" / "03 - Lake.mp4").write_bytes(b"video")
+        await call(http, pms, "/library/sections/1/refresh", params={"path": folder})
+        await call(http, pms, "/library/sections/1/refresh")
+        titles = [m["title"] for m in (await js(http, pms, "/library/sections/1/all"))["Metadata"]]
+        assert sorted(titles) == ["01 - Beach", "02 - Hills", "03 - Lake"]
+        section = (await js(http, pms, "/library/sections"))["Directory"][0]
+        assert (section["agent"], section["scanner"]) == OTHER_VIDEOS
+
+
+async def test_with_a_scan_delay_the_films_appear_after_the_answer(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pms = videos_on_disk(tmp_path)
+    pms.scan_delay = 0.5
+    async with pms:
+        await call(http, pms, "/library/sections/1/refresh", params={"path": str(tmp_path)})
+        assert (await js(http, pms, "/library/sections/1/all"))["size"] == 0
+        await asyncio.sleep(1.0)
+        assert (await js(http, pms, "/library/sections/1/all"))["size"] == 2
+
+
+def _uri(pms: FakePlexMediaServer, *keys: str, machine: str | None = None) -> str:
+    keys_text = ",".join(keys)
+    return (
+        f"server://{machine or pms.machine_id}/com.plexapp.plugins.library"
+        f"/library/metadata/{keys_text}"
+    )
+
+
+async def test_collections_are_made_listed_and_filled_by_uri(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pms = videos_on_disk(tmp_path)
+    async with pms:
+        await call(http, pms, "/library/sections/1/refresh")
+        beach, hills = pms.find("01 - Beach"), pms.find("02 - Hills")
+        made = await send(
+            http,
+            pms,
+            "POST",
+            "/library/collections",
+            {
+                "type": "1",
+                "title": "Trip",
+                "smart": "0",
+                "sectionId": "1",
+                "uri": _uri(pms, beach.rating_key),
+            },
+        )
+        assert made.status == 200, made.text
+        (collection,) = made.container["Metadata"]
+        assert (collection["type"], collection["title"], collection["subtype"]) == (
+            "collection",
+            "Trip",
+            "movie",
+        )
+        assert collection["childCount"] == 1
+        key = collection["ratingKey"]
+        listed = (await send(http, pms, "GET", "/library/sections/1/collections")).container
+        assert [(c["ratingKey"], c["title"]) for c in listed["Metadata"]] == [(key, "Trip")]
+
+        both = _uri(pms, beach.rating_key, hills.rating_key)
+        added = await send(http, pms, "PUT", f"/library/collections/{key}/items", {"uri": both})
+        assert added.status == 200 and added.container["Metadata"][0]["childCount"] == 2
+        items = (await send(http, pms, "GET", f"/library/collections/{key}/items")).container
+        assert [m["title"] for m in items["Metadata"]] == ["01 - Beach", "02 - Hills"]
+        # The items carry the collection as a tag, as in Plex.
+        detail = await js(http, pms, f"/library/metadata/{hills.rating_key}")
+        assert [c["tag"] for c in detail["Metadata"][0]["Collection"]] == ["Trip"]
+        assert pms.collection("Trip").items == [beach, hills]
+        assert [(m, p) for m, p, _ in pms.collection_requests] == [
+            ("POST", "/library/collections"),
+            ("GET", "/library/sections/1/collections"),
+            ("PUT", f"/library/collections/{key}/items"),
+            ("GET", f"/library/collections/{key}/items"),
+        ]
+
+
+async def test_collection_requests_plex_would_refuse_are_refused(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pms = videos_on_disk(tmp_path)
+    async with pms:
+        await call(http, pms, "/library/sections/1/refresh")
+        beach = pms.find("01 - Beach").rating_key
+        good = {
+            "type": "1",
+            "title": "Trip",
+            "smart": "0",
+            "sectionId": "1",
+            "uri": _uri(pms, beach),
+        }
+        refused = [
+            good | {"sectionId": "9"},
+            {k: v for k, v in good.items() if k != "sectionId"},
+            good | {"title": " "},
+            good | {"uri": _uri(pms, beach, machine="another-server")},
+            good | {"uri": _uri(pms, "99999")},
+            good | {"uri": "library://nowhere"},
+            good | {"type": "4"},
+            good | {"smart": "1", "uri": ""},
+        ]
+        for params in refused:
+            answer = await send(http, pms, "POST", "/library/collections", params)
+            assert answer.status == 400, params
+        assert (
+            await send(http, pms, "POST", "/library/collections", good, token=None)
+        ).status == 401
+        assert (
+            await send(http, pms, "PUT", "/library/collections/999/items", {"uri": good["uri"]})
+        ).status == 404
+        assert (await send(http, pms, "GET", "/library/collections/999/items")).status == 404
+        assert (await send(http, pms, "GET", "/library/sections/9/collections")).status == 404
+        assert pms.collections == {}
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     assert data[:2] == b"\xff\xd8"
     at = 2
@@ -536,10 +703,23 @@ NEWER = "plex-pms-2026.openapi.yaml"  # used only where the primary file says no
 NEWER_URI = "urn:plex-pms-2026"
 METHODS = ("get", "post", "put", "delete", "patch")
 
-# The routes the primary file lacks and the newer file has (none today: the primary file has
-# every route the fake serves). The newer file models the library refresh as POST; real servers
-# (and the primary file) take GET, which the fake follows.
-ONLY_IN_NEWER: set[tuple[str, str]] = set()
+# The routes the primary file lacks and the newer file has: the collections. The newer file
+# models the library refresh as POST; real servers (and the primary file) take GET, which the
+# fake follows.
+ONLY_IN_NEWER: set[tuple[str, str]] = {
+    ("GET", "/library/sections/{}/collections"),
+    ("POST", "/library/collections"),
+    ("GET", "/library/collections/{}/items"),
+    ("PUT", "/library/collections/{}/items"),
+}
+# The query parameters the fake reads on those routes (the collection requests are checked
+# against the newer file, paging as everywhere against the primary one).
+COLLECTION_PARAMETERS = {
+    ("POST", "/library/collections"): {"type", "title", "smart", "sectionId", "uri"},
+    ("PUT", "/library/collections/{}/items"): {"uri"},
+    ("GET", "/library/collections/{}/items"): set(),
+    ("GET", "/library/sections/{}/collections"): set(),
+}
 
 # Where the primary file and real servers disagree, the fake follows the real server:
 # - an item in a library listing or its metadata carries titleSort only when it differs from
@@ -875,3 +1055,86 @@ async def test_the_structure_check_would_catch_a_missing_attribute_or_element(
     season = next(e for e in ours if e.get("type") == "season")
     season.tag = "Video"
     assert any("a season is <Video>" in p for p in structure_mismatches(recorded, ours))
+
+
+def _newer_query_parameters(method: str, shape: str) -> tuple[str, set[str], set[str]]:
+    """The newer file's path for an operation, and the names of its query parameters (all, and
+    the required ones)."""
+    spec = _spec(NEWER)
+    path = next(p for p in spec["paths"] if _shape(p) == shape)
+    item = spec["paths"][path]
+    names: set[str] = set()
+    required: set[str] = set()
+    for param in [*item.get("parameters", []), *item[method.lower()].get("parameters", [])]:
+        if "$ref" in param:
+            param = spec["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+        if param.get("in") == "query":
+            names.add(param["name"])
+            if param.get("required"):
+                required.add(param["name"])
+    return path, names, required
+
+
+def test_the_collection_routes_take_the_parameters_of_the_spec() -> None:
+    assert set(COLLECTION_PARAMETERS) == ONLY_IN_NEWER
+    for (method, shape), taken in COLLECTION_PARAMETERS.items():
+        _, names, required = _newer_query_parameters(method, shape)
+        assert taken <= names, f"{method} {shape}: the spec has no {taken - names}"
+        assert required <= taken, f"{method} {shape}: the fake ignores {required - taken}"
+    # Creating one needs the library and (for a smart one) the uri; adding needs the uri.
+    assert _newer_query_parameters("POST", "/library/collections")[2] == {"sectionId"}
+    assert _newer_query_parameters("PUT", "/library/collections/{}/items")[2] == {"uri"}
+
+
+async def test_the_collection_answers_validate_against_the_spec(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pms = videos_on_disk(tmp_path)
+    async with pms:
+        await call(http, pms, "/library/sections/1/refresh")
+        keys = [pms.find("01 - Beach").rating_key, pms.find("02 - Hills").rating_key]
+        params = {"type": "1", "title": "Trip", "smart": "0", "sectionId": "1"}
+        made = await send(
+            http, pms, "POST", "/library/collections", params | {"uri": _uri(pms, keys[0])}
+        )
+        key = made.container["Metadata"][0]["ratingKey"]
+        answers = [
+            ("POST", "/library/collections", made),
+            (
+                "PUT",
+                "/library/collections/{}/items",
+                await send(
+                    http, pms, "PUT", f"/library/collections/{key}/items", {"uri": _uri(pms, *keys)}
+                ),
+            ),
+            (
+                "GET",
+                "/library/collections/{}/items",
+                await send(http, pms, "GET", f"/library/collections/{key}/items"),
+            ),
+            (
+                "GET",
+                "/library/sections/{}/collections",
+                await send(http, pms, "GET", "/library/sections/1/collections"),
+            ),
+        ]
+        problems: list[str] = []
+        for method, shape, answer in answers:
+            assert answer.status == 200, answer.text
+            path, _, _ = _newer_query_parameters(method, shape)
+            escaped = path.replace("~", "~0").replace("/", "~1")
+            pointer = (
+                f"/paths/{escaped}/{method.lower()}/responses/200/content/application~1json/schema"
+            )
+            problems += [f"{method} {shape}: {e}" for e in _newer_errors(pointer, answer.json)]
+        assert problems == []
+        # The check would catch a wrong answer.
+        wrong = copy.deepcopy(answers[0][2].json)
+        wrong["MediaContainer"]["Metadata"][0]["ratingKey"] = 7
+        del wrong["MediaContainer"]["Metadata"][0]["title"]
+        pointer = (
+            "/paths/~1library~1collections/post/responses/200/content/application~1json/schema"
+        )
+        errors = _newer_errors(pointer, wrong)
+        assert any("7 is not of type 'string'" in e for e in errors)
+        assert any("'title' is a required property" in e for e in errors)

@@ -39,6 +39,7 @@ from medianest import ApiModel, Availability, PluginContext, Route, SeasonAvaila
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakePlexMediaServer, FakePlexTV, PlexAccount
+from medianest.testing.pms import OTHER_VIDEOS
 
 PLUGIN = "plex"
 SETTINGS_URL = f"/api/v1/plugins/{PLUGIN}/settings"
@@ -1062,3 +1063,129 @@ async def test_the_token_never_shows_in_pages_or_logs(
     # The requests were logged (without a token); the failures too.
     assert "/status/sessions" in caplog.text
     assert "plex.sessions: Plex is unreachable" in caplog.text
+
+
+# --- collections, at another plugin's request ---------------------------------------------------
+
+
+class CollectIn(ApiModel):
+    folder: str
+    title: str
+    paths: list[str]
+
+
+class Collector:
+    """A plugin that puts a playlist's files in place, has their folder scanned and asks for a
+    collection of them."""
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        return [Route("POST", "/collector/collected", self.collected, body=CollectIn)]
+
+    async def collected(
+        self, request: web.Request, body: CollectIn, plugin: PluginContext
+    ) -> ImportedOut:
+        await plugin.call_hook("refresh_library", path=body.folder)
+        answers = await plugin.call_hook("collect_media", title=body.title, paths=body.paths)
+        return ImportedOut(answers=dict(answers))
+
+
+def _newer_spec() -> dict[str, Any]:
+    folder = os.environ.get("MEDIANEST_TEST_CONTRACTS_DIR")
+    require(folder, "MEDIANEST_TEST_CONTRACTS_DIR is not set (the folder of the upstream specs)")
+    path = Path(str(folder)) / "plex-pms-2026.openapi.yaml"
+    require(path.is_file(), f"{path} is missing")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = dict(yaml.load(path.read_text(), Loader=loader))
+    # Its parameters are references to shared ones: resolve them.
+    shared = spec["components"]["parameters"]
+    for item in spec["paths"].values():
+        for op in item.values():
+            if isinstance(op, dict) and "parameters" in op:
+                op["parameters"] = [
+                    shared[p["$ref"].rsplit("/", 1)[-1]] if "$ref" in p else p
+                    for p in op["parameters"]
+                ]
+    return spec
+
+
+async def test_another_plugin_has_files_put_in_a_collection_with_calls_the_specs_describe(
+    sqlite_settings: Settings, make_client: MakeClient, tmp_path: Path
+) -> None:
+    primary, newer = _spec_operations(_spec()), _spec_operations(_newer_spec())
+    trip = tmp_path / "Trip"
+    files = _videos(trip, "01 - Beach.mp4", "02 - Hills.mp4")
+    pms = RecordingPMS(name=SERVER, tokens={TOKEN}, scan_delay=0.3)
+    pms.add_library(
+        "Home Videos", "movie", [str(tmp_path)], agent=OTHER_VIDEOS[0], scanner=OTHER_VIDEOS[1]
+    )
+    async with pms:
+        client = await make_client(sqlite_settings, extra_plugins=[("collector", Collector())])
+        await configure(client, pms)
+        assert (await client.post("/api/v1/plugins/collector/enable")).status == 200
+
+        async def collected(title: str, paths: list[str]) -> dict[str, Any]:
+            body = {"folder": str(trip), "title": title, "paths": paths}
+            resp = await client.post("/collector/collected", json=body)
+            assert resp.status == 200, await resp.text()
+            return dict((await resp.json())["answers"])
+
+        assert await collected("Trip", files) == {PLUGIN: "Trip"}
+        collection = pms.collection("Trip")
+        assert [i.file for i in collection.items] == files
+        assert collection.library.title == "Home Videos"
+        # Files no library holds make no collection.
+        assert await collected("Elsewhere", ["/elsewhere/a.mp4"]) == {}
+        assert len(pms.collections) == 1
+        machine = pms.machine_id
+
+    # Each call is in a spec, with the parameters it lists: the collections are only in the
+    # newer file; newest-first sorting of a library is its media query's ``sort``.
+    assert ("GET", "/library/sections/{}/all") in primary
+    all_params = {
+        p["name"]
+        for p in _newer_spec()["paths"]["/library/sections/{sectionId}/all"]["get"]["parameters"]
+    }
+    assert "mediaQuery" in all_params
+    sent = [(m, _shape_of(path), query) for m, path, query, _ in pms.sent]
+    for method, template, query in sent:
+        allowed = primary.get((method, template), set()) | newer.get((method, template), set())
+        assert (method, template) in primary or (method, template) in newer, (method, template)
+        extra = {"sort"} if template == "/library/sections/{}/all" else set()
+        for name in query:
+            assert name in allowed | extra or (template, name) in NOT_IN_THE_SPEC, (
+                method,
+                template,
+                name,
+            )
+    made = [q for m, t, q in sent if (m, t) == ("POST", "/library/collections")]
+    assert made == [
+        {
+            "type": "1",
+            "title": "Trip",
+            "smart": "0",
+            "sectionId": collection.library.key,
+            "uri": f"server://{machine}/com.plexapp.plugins.library/library/metadata/"
+            + ",".join(i.rating_key for i in collection.items),
+        }
+    ]
+
+
+def _videos(folder: Path, *names: str) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"video")
+    return [str(folder / name) for name in names]
+
+
+def _shape_of(path: str) -> str:
+    """The spec path a concrete path of the calls made here stands for."""
+    for pattern, template in (
+        (r"^/library/sections/[^/]+/(all|refresh|collections)$", r"/library/sections/{}/\1"),
+        (r"^/library/collections/[^/]+/items$", "/library/collections/{}/items"),
+        (r"^/library/metadata/[^/]+$", "/library/metadata/{}"),
+        (r"^/library/metadata/[^/]+/children$", "/library/metadata/{}/children"),
+    ):
+        if re.match(pattern, path):
+            return re.sub(pattern, template, path)
+    return path

@@ -6,6 +6,7 @@ extractor; the YouTube-host rule is lifted by the test setting), into the librar
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from conftest import Client, MakeClient, add_user, require, wait_for
 
 from medianest import PluginContext, hookimpl
 from medianest.core.settings import Settings
+from medianest.testing import FakePlexMediaServer
+from medianest.testing.pms import OTHER_VIDEOS
 from medianest.testing.youtube import VideoSite, make_video
 
 API = "/api/v1/youtube/downloads"
@@ -296,3 +299,163 @@ async def test_a_users_further_downloads_wait_their_turn(
     await until(client, first["id"], "completed")
     # Its turn comes as soon as the first is done.
     assert (await until(client, second["id"], "completed", "failed"))["status"] == "completed"
+
+
+# --- a playlist becomes a Plex collection ------------------------------------------------------
+
+PLEX_TOKEN = "owner-token-0123456789abcdef"
+
+
+@pytest.fixture
+async def pms(tmp_path: Path) -> AsyncIterator[FakePlexMediaServer]:
+    """A Plex Media Server whose "Other Videos" library is the YouTube library folder; its scans
+    add the new files a second after they are asked for, as a real scan runs after the answer."""
+    library = tmp_path / "library"
+    make_folder(library)
+    fake = FakePlexMediaServer(tokens={PLEX_TOKEN}, seed=False, scan_delay=1.0)
+    fake.add_library(
+        "Other Videos", "movie", [str(library)], agent=OTHER_VIDEOS[0], scanner=OTHER_VIDEOS[1]
+    )
+    async with fake:
+        yield fake
+
+
+async def with_plex(
+    make_client: MakeClient,
+    settings: Settings,
+    library: Path,
+    pms: FakePlexMediaServer,
+    *,
+    enable: bool = True,
+) -> Client:
+    """MediaNest with the YouTube plugin and (unless told not to) the Plex plugin enabled."""
+    client = await make_client(settings)
+    make_folder(library)
+    body = {"library_path": str(library), "allow_any_host_for_tests": True}
+    resp = await client.put("/api/v1/plugins/youtube/settings", json=body)
+    assert resp.status == 200, await resp.text()
+    resp = await client.put(
+        "/api/v1/plugins/plex/settings", json={"url": pms.url, "token": PLEX_TOKEN}
+    )
+    assert resp.status == 200, await resp.text()
+    for name in ("youtube", "plex") if enable else ("youtube",):
+        resp = await client.post(f"/api/v1/plugins/{name}/enable")
+        assert resp.status == 200, await resp.text()
+    return client
+
+
+def in_collection(pms: FakePlexMediaServer, title: str) -> list[str]:
+    """The files of the items of the collection ``title`` (none when there is no such one)."""
+    found = [c for c in pms.collections.values() if c.title == title]
+    return [str(i.file) for c in found for i in c.items]
+
+
+async def test_a_playlist_becomes_a_plex_collection_and_the_same_title_adds_to_it(
+    sqlite_settings: Settings,
+    make_client: MakeClient,
+    site: VideoSite,
+    tmp_path: Path,
+    pms: FakePlexMediaServer,
+) -> None:
+    library = tmp_path / "library"
+    client = await with_plex(make_client, sqlite_settings, library, pms)
+    got = await submit(client, f"{site.url}/list/trip")
+    done = await until(client, got["id"], "completed", "failed")
+    assert done["status"] == "completed", done["reason"]
+    folder = library / "admin" / "Summer trip"
+    first = [str(p) for p in media_files(library)]
+    assert len(first) == 3
+
+    async def collected(count: int) -> bool:
+        return len(in_collection(pms, "Summer trip")) == count
+
+    # Plex scanned the folder, added the videos a second later, and they became one collection.
+    await wait_for(lambda: collected(3), 30)
+    assert pms.refreshes == [("1", str(folder))]
+    (collection,) = pms.collections.values()
+    assert in_collection(pms, "Summer trip") == first
+    assert (collection.library.title, collection.subtype) == ("Other Videos", "movie")
+
+    # Another playlist of the same title: its videos join that collection.
+    site.playlists["trip-more"] = ("Summer trip", ["d.mp4", "clip.mp4"])
+    more = await submit(client, f"{site.url}/list/trip-more")
+    done = await until(client, more["id"], "completed", "failed")
+    assert done["status"] == "completed", done["reason"]
+    added = sorted(set(map(str, media_files(library))) - set(first))
+    assert len(added) == 2
+    await wait_for(lambda: collected(5), 30)
+    assert len(pms.collections) == 1
+    assert in_collection(pms, "Summer trip") == first + added
+    changes = [(m, p) for m, p, _ in pms.collection_requests if m != "GET"]
+    assert changes == [
+        ("POST", "/library/collections"),
+        ("PUT", f"/library/collections/{collection.rating_key}/items"),
+    ]
+
+
+async def test_a_single_video_makes_no_collection(
+    sqlite_settings: Settings,
+    make_client: MakeClient,
+    site: VideoSite,
+    tmp_path: Path,
+    pms: FakePlexMediaServer,
+) -> None:
+    library = tmp_path / "library"
+    client = await with_plex(make_client, sqlite_settings, library, pms)
+    got = await submit(client, f"{site.url}/media/clip.mp4")
+    assert (await until(client, got["id"], "completed", "failed"))["status"] == "completed"
+
+    async def scanned() -> bool:
+        return len(pms.items) == 1
+
+    await wait_for(scanned, 10)
+    await asyncio.sleep(1)
+    assert pms.collections == {} and pms.collection_requests == []
+
+
+async def test_without_the_plex_plugin_nothing_is_asked_of_plex(
+    sqlite_settings: Settings,
+    make_client: MakeClient,
+    site: VideoSite,
+    tmp_path: Path,
+    pms: FakePlexMediaServer,
+) -> None:
+    library = tmp_path / "library"
+    client = await with_plex(make_client, sqlite_settings, library, pms, enable=False)
+    pms.calls.clear()  # the connection check of the saved settings
+    got = await submit(client, f"{site.url}/list/trip")
+    done = await until(client, got["id"], "completed", "failed")
+    assert done["status"] == "completed", done["reason"]
+    assert len(media_files(library)) == 3
+    await asyncio.sleep(2)
+    assert not pms.calls and pms.collections == {}
+
+
+async def test_plex_failing_leaves_the_download_completed_and_is_logged_once(
+    sqlite_settings: Settings,
+    make_client: MakeClient,
+    site: VideoSite,
+    tmp_path: Path,
+    pms: FakePlexMediaServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    library = tmp_path / "library"
+    client = await with_plex(make_client, sqlite_settings, library, pms)
+    pms.faults.status = 500
+    got = await submit(client, f"{site.url}/list/trip")
+    done = await until(client, got["id"], "completed", "failed")
+    assert done["status"] == "completed", done["reason"]
+    assert len(media_files(library)) == 3
+
+    def failures() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "collect_media" in r.getMessage()]
+
+    async def logged() -> bool:
+        return bool(failures())
+
+    await wait_for(logged, 30)
+    await asyncio.sleep(1)
+    assert len(failures()) == 1
+    assert pms.collections == {}
+    assert (await status_of(client, got["id"]))["status"] == "completed"

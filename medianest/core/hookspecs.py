@@ -12,7 +12,7 @@ disabled plugins are left out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,21 @@ def refresh_library(path: str | None, plugin: PluginContext) -> list[str] | None
     :param path: a file or folder as the media server sees it, or ``None``.
     :param plugin: the plugin's context.
     :return: the names of the libraries asked to refresh; ``None`` when none holds ``path``.
+    """
+
+
+@hookspec
+def collect_media(title: str, paths: Sequence[str], plugin: PluginContext) -> str | None:
+    """Put the media files at ``paths`` in a collection named ``title`` on a media server: a new
+    collection, or the one of that name already in their library. Other plugins call it through
+    ``plugin.call_hook("collect_media", title=..., paths=[...])`` after ``refresh_library`` for
+    the same files. The server may take minutes to add new files, so an implementation may wait
+    that long (bounded); callers run it in the background rather than hold up their own work.
+
+    :param title: the collection's name (a playlist's title, say).
+    :param paths: media files as the media server sees them.
+    :param plugin: the plugin's context.
+    :return: the collection's name; ``None`` when no library of this server holds the files.
     """
 
 

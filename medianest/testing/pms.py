@@ -11,7 +11,14 @@ parameter; any other token gets Plex's HTML 401):
 - ``GET /library/recentlyAdded``: films, seasons and albums, newest first, paged.
 - ``GET /hubs/search?query=&limit=``: one ``Hub`` per kind of item.
 - ``GET /status/sessions``: who is playing what, how far, direct play or transcode.
-- ``GET /library/sections/{key}/refresh`` (``path=`` for one folder): recorded in ``refreshes``.
+- ``GET /library/sections/{key}/refresh`` (``path=`` for one folder): recorded in ``refreshes``;
+  in a film library whose folder is a real one on disk (an "Other Videos" library, say), the
+  scan adds a film per video file it has not seen, as Plex does (after ``scan_delay`` seconds,
+  as a real scan runs after the answer).
+- ``GET /library/sections/{key}/collections``, ``POST /library/collections`` (``type``, ``title``,
+  ``smart``, ``sectionId``, ``uri``), ``GET``/``PUT /library/collections/{id}/items`` (``uri``):
+  a library's collections, made and filled by ``server://`` URIs as Plex takes them; the requests
+  are recorded in ``collection_requests``.
 - ``GET /photo/:/transcode`` and ``GET /library/metadata/{ratingKey}/thumb``: grey posters.
 
 Answers are XML unless the client sends ``Accept: application/json``; the JSON form follows Plex's
@@ -25,9 +32,11 @@ children as arrays named after their element). The server starts with a small re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import itertools
+import os
 import re
 import secrets
 import struct
@@ -36,6 +45,7 @@ import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -80,6 +90,16 @@ _LIBRARY_KINDS = {
     "show": ("tv.plex.agents.series", "Plex TV Series", "/data/tv"),
     "artist": ("tv.plex.agents.music", "Plex Music", "/data/music"),
 }
+# The agent and scanner of a film library of personal videos ("Other Videos").
+OTHER_VIDEOS = ("tv.plex.agents.none", "Plex Video Files Scanner")
+# What a scan takes for a video file.
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".m4v", ".mov", ".avi", ".webm", ".ts", ".wmv"}
+# How items are named in a collection request: server://<machine>/<library>/library/metadata/1,2
+_ITEMS_URI = re.compile(
+    r"^server://(?P<machine>[^/]+)/"
+    + re.escape("com.plexapp.plugins.library")
+    + r"/library/metadata/(?P<keys>[^/?]+)$"
+)
 _HUBS = (
     ("movie", "Movies"),
     ("show", "Shows"),
@@ -297,6 +317,20 @@ class PlexItem:
 
 
 @dataclass(eq=False)
+class PlexCollection:
+    """A collection of a library: ``subtype`` is the type of what it holds (``movie``...)."""
+
+    rating_key: str
+    title: str
+    library: PlexLibrary = field(repr=False)
+    subtype: str
+    smart: bool = False
+    items: list[PlexItem] = field(default_factory=list, repr=False)
+    added_at: int = field(default_factory=lambda: int(time.time()))
+    updated_at: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass(eq=False)
 class PlexSession:
     """Someone playing an item: ``view_offset`` (ms) says how far; ``state`` is ``playing``,
     ``paused`` or ``buffering``; ``transcode`` is False for direct play."""
@@ -334,7 +368,10 @@ class FakePlexMediaServer(FakeServer):
 
     ``tokens`` are the ``X-Plex-Token`` values it accepts (the owner's token, typically);
     like a real server, it answers 401 to any other on the paths that need one.
-    ``refreshes`` records each library refresh asked for, as ``(section key, path or None)``.
+    ``refreshes`` records each library refresh asked for, as ``(section key, path or None)``;
+    a refresh of a film library scans its folders that exist on disk, ``scan_delay`` seconds
+    later. ``collections`` are the collections by rating key, and ``collection_requests`` what
+    was asked of them, as ``(method, path, query)``.
 
     It starts with Movies, TV Shows and Music libraries (``seed=False``: none, until an item
     is added); ``find(title)`` gives an item, ``add_movie``/``add_show``/``add_season``/
@@ -351,10 +388,14 @@ class FakePlexMediaServer(FakeServer):
     items: dict[str, PlexItem] = field(default_factory=dict, repr=False)
     sessions: list[PlexSession] = field(default_factory=list, repr=False)
     refreshes: list[tuple[str, str | None]] = field(default_factory=list)
+    scan_delay: float = 0.0
+    collections: dict[str, PlexCollection] = field(default_factory=dict, repr=False)
+    collection_requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._rating_keys = itertools.count(101)
+        self._scans: set[asyncio.Task[None]] = set()
         self._session_keys = itertools.count(1)
         if self.seed and not self.libraries and not self.items:
             self._seed()
@@ -362,15 +403,24 @@ class FakePlexMediaServer(FakeServer):
     # --- test controls -------------------------------------------------------------------
 
     def add_library(
-        self, title: str, type: str, locations: Sequence[str] = (), key: str | None = None
+        self,
+        title: str,
+        type: str,
+        locations: Sequence[str] = (),
+        key: str | None = None,
+        *,
+        agent: str | None = None,
+        scanner: str | None = None,
     ) -> PlexLibrary:
-        agent, scanner, folder = _LIBRARY_KINDS[type]
+        """A library; ``agent`` and ``scanner`` default to those of its type (for a library of
+        personal videos: ``type="movie"`` with :data:`OTHER_VIDEOS`)."""
+        default_agent, default_scanner, folder = _LIBRARY_KINDS[type]
         library = PlexLibrary(
             key=key or str(max((int(lib.key) for lib in self.libraries), default=0) + 1),
             title=title,
             type=type,
-            agent=agent,
-            scanner=scanner,
+            agent=agent or default_agent,
+            scanner=scanner or default_scanner,
             locations=list(locations) or [folder],
             uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.machine_id}/{title}")),
         )
@@ -613,6 +663,51 @@ class FakePlexMediaServer(FakeServer):
     def stop_session(self, session: PlexSession) -> None:
         self.sessions.remove(session)
 
+    def scan(self, library: PlexLibrary, path: str | None = None) -> list[PlexItem]:
+        """What a scan of a film library finds: a film per video file under ``path`` (or its
+        folders) not in the library yet, titled after its file. Hidden files and folders are
+        skipped, as Plex skips them; folders that are not on disk hold nothing."""
+        if library.type != "movie":
+            return []
+        roots = [path] if path else list(library.locations)
+        known = {i.file for i in self.items.values() if i.library is library}
+        added: list[PlexItem] = []
+        for root in roots:
+            if not any(_under(root, location) for location in library.locations):
+                continue
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    file = os.path.join(folder, name)
+                    if name.startswith(".") or Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+                        continue
+                    if file in known:
+                        continue
+                    known.add(file)
+                    added.append(self._new("movie", Path(name).stem, library, None, file=file))
+        library.scanned_at = int(time.time())
+        return added
+
+    def add_collection(self, title: str, items: Sequence[PlexItem]) -> PlexCollection:
+        """A regular collection of ``items`` (at least one; all of one library and type)."""
+        first = items[0]
+        collection = PlexCollection(
+            rating_key=str(next(self._rating_keys)),
+            title=title,
+            library=first.library,
+            subtype=first.type,
+        )
+        self.collections[collection.rating_key] = collection
+        self._fill(collection, items)
+        return collection
+
+    def collection(self, title: str) -> PlexCollection:
+        """The collection with this title; KeyError when there is none."""
+        for found in self.collections.values():
+            if found.title == title:
+                return found
+        raise KeyError(title)
+
     def _seed(self) -> None:
         self.add_library("Movies", "movie", ["/data/movies"])
         self.add_library("TV Shows", "show", ["/data/tv"])
@@ -667,9 +762,20 @@ class FakePlexMediaServer(FakeServer):
             ("/hubs/search", self.search),
             ("/status/sessions", self.status_sessions),
             ("/photo/:/transcode", self.photo_transcode),
+            ("/library/sections/{key}/collections", self.section_collections),
+            ("/library/collections/{collection_id}/items", self.collection_items),
         ]
         for path, handler in guarded:
             app.router.add_get(path, self._guard(handler))
+        app.router.add_post("/library/collections", self._guard(self.create_collection))
+        app.router.add_put(
+            "/library/collections/{collection_id}/items", self._guard(self.add_collection_items)
+        )
+        app.on_cleanup.append(self._stop_scans)
+
+    async def _stop_scans(self, app: web.Application) -> None:
+        for task in list(self._scans):
+            task.cancel()
 
     def _authorised(self, request: web.Request) -> bool:
         token = request.headers.get("X-Plex-Token") or request.query.get("X-Plex-Token")
@@ -824,9 +930,194 @@ class FakePlexMediaServer(FakeServer):
         library = self._library_for(request)
         if library is None:
             return _html(404, _NOT_FOUND)
-        self.refreshes.append((library.key, request.query.get("path")))
+        path = request.query.get("path")
+        self.refreshes.append((library.key, path))
         library.scanned_at = int(time.time())
+        if self.scan_delay:
+            task = asyncio.create_task(self._scan_later(library, path))
+            self._scans.add(task)
+            task.add_done_callback(self._scans.discard)
+        else:
+            self.scan(library, path)
         return web.Response(status=200)
+
+    async def _scan_later(self, library: PlexLibrary, path: str | None) -> None:
+        await asyncio.sleep(self.scan_delay)
+        self.scan(library, path)
+
+    # --- collections ---------------------------------------------------------------------
+
+    def _note_collection_request(self, request: web.Request) -> None:
+        self.collection_requests.append((request.method, request.path, dict(request.query)))
+
+    def _collection_node(self, collection: PlexCollection) -> _Node:
+        library = collection.library
+        attrs: dict[str, Any] = {
+            "ratingKey": collection.rating_key,
+            "key": f"/library/collections/{collection.rating_key}/children",
+            "guid": f"collection://{_digest(self.machine_id, collection.rating_key)[:32]}",
+            "type": "collection",
+            "title": collection.title,
+            "librarySectionTitle": library.title,
+            "librarySectionID": int(library.key),
+            "librarySectionKey": f"/library/sections/{library.key}",
+            "subtype": collection.subtype,
+            "summary": "",
+            "smart": True if collection.smart else None,
+            "thumb": f"/library/collections/{collection.rating_key}/composite/"
+            f"{collection.updated_at}",
+            "addedAt": collection.added_at,
+            "updatedAt": collection.updated_at,
+            "childCount": len(collection.items),
+        }
+        return _Node("Directory", attrs, json_key="Metadata")
+
+    def _uri_items(self, uri: str, library: PlexLibrary) -> list[PlexItem] | None:
+        """The items a ``server://`` URI names, all of ``library``; ``None`` when it names
+        another server, an unknown item or one of another library."""
+        match = _ITEMS_URI.match(uri)
+        if match is None or match["machine"] != self.machine_id:
+            return None
+        found = [self.items.get(key) for key in match["keys"].split(",")]
+        if any(i is None or i.library is not library for i in found):
+            return None
+        return [i for i in found if i is not None]
+
+    def _fill(self, collection: PlexCollection, items: Iterable[PlexItem]) -> None:
+        for item in items:
+            if item not in collection.items:
+                collection.items.append(item)
+            if collection.title not in item.collections:
+                item.collections.append(collection.title)
+        collection.updated_at = int(time.time())
+
+    async def section_collections(self, request: web.Request) -> web.Response:
+        self._note_collection_request(request)
+        library = self._library_for(request)
+        if library is None:
+            return _html(404, _NOT_FOUND)
+        chosen = sorted(
+            (c for c in self.collections.values() if c.library is library),
+            key=lambda c: c.title.lower(),
+        )
+        container = {
+            "size": len(chosen),
+            "totalSize": len(chosen),
+            "offset": 0,
+            "allowSync": False,
+            "art": f"/:/resources/{library.type}-fanart.jpg",
+            "identifier": LIBRARY_IDENTIFIER,
+            "librarySectionID": int(library.key),
+            "librarySectionTitle": library.title,
+            "librarySectionUUID": library.uuid,
+            "mediaTagPrefix": MEDIA_TAG_PREFIX,
+            "mediaTagVersion": EPOCH,
+            "title1": library.title,
+            "title2": "All Collections",
+            "viewGroup": "secondary",
+        }
+        nodes = [self._collection_node(c) for c in chosen]
+        return _answer(
+            request, _Node("MediaContainer", container, nodes), _paging_headers(0, chosen)
+        )
+
+    async def create_collection(self, request: web.Request) -> web.Response:
+        """``POST /library/collections``: a collection in library ``sectionId``; a regular one
+        (``smart=0``) starts with the items ``uri`` names, of ``type``."""
+        self._note_collection_request(request)
+        query = request.query
+        library = next((lib for lib in self.libraries if lib.key == query.get("sectionId")), None)
+        title = query.get("title", "").strip()
+        smart = query.get("smart", "0") in ("1", "true")
+        uri = query.get("uri", "")
+        try:
+            kind = _type_param(request)
+        except ValueError:
+            return _html(400, _BAD_REQUEST)
+        if library is None or not title or (smart and not uri):
+            return _html(400, _BAD_REQUEST)
+        kind = kind or library.type
+        items: list[PlexItem] = []
+        if uri:
+            named = self._uri_items(uri, library)
+            if named is None or any(i.type != kind for i in named):
+                return _html(400, _BAD_REQUEST)
+            items = named
+        collection = PlexCollection(
+            rating_key=str(next(self._rating_keys)),
+            title=title,
+            library=library,
+            subtype=kind,
+            smart=smart,
+        )
+        self.collections[collection.rating_key] = collection
+        self._fill(collection, items)
+        return self._collection_answer(request, collection)
+
+    def _collection_answer(self, request: web.Request, collection: PlexCollection) -> web.Response:
+        library = collection.library
+        container = {
+            "size": 1,
+            "identifier": LIBRARY_IDENTIFIER,
+            "librarySectionID": int(library.key),
+            "librarySectionTitle": library.title,
+            "librarySectionUUID": library.uuid,
+            "mediaTagPrefix": MEDIA_TAG_PREFIX,
+            "mediaTagVersion": EPOCH,
+        }
+        return _answer(
+            request, _Node("MediaContainer", container, [self._collection_node(collection)])
+        )
+
+    def _collection_for(self, request: web.Request) -> PlexCollection | None:
+        return self.collections.get(request.match_info["collection_id"])
+
+    async def collection_items(self, request: web.Request) -> web.Response:
+        self._note_collection_request(request)
+        collection = self._collection_for(request)
+        if collection is None:
+            return _html(404, _NOT_FOUND)
+        try:
+            start, size = _paging(request)
+        except ValueError:
+            return _html(400, _BAD_REQUEST)
+        page = collection.items[start : None if size is None else start + size]
+        library = collection.library
+        container = {
+            "size": len(page),
+            "totalSize": len(collection.items),
+            "offset": start,
+            "key": collection.rating_key,
+            "allowSync": True,
+            "identifier": LIBRARY_IDENTIFIER,
+            "librarySectionID": int(library.key),
+            "librarySectionTitle": library.title,
+            "librarySectionUUID": library.uuid,
+            "mediaTagPrefix": MEDIA_TAG_PREFIX,
+            "mediaTagVersion": EPOCH,
+            "title1": library.title,
+            "title2": collection.title,
+            "viewGroup": collection.subtype,
+        }
+        nodes = [self._item(i, "list", guids=False) for i in page]
+        return _answer(
+            request,
+            _Node("MediaContainer", container, nodes),
+            _paging_headers(start, collection.items),
+        )
+
+    async def add_collection_items(self, request: web.Request) -> web.Response:
+        """``PUT /library/collections/{id}/items?uri=``: the named items join the collection
+        (those already in it stay once)."""
+        self._note_collection_request(request)
+        collection = self._collection_for(request)
+        if collection is None:
+            return _html(404, _NOT_FOUND)
+        named = self._uri_items(request.query.get("uri", ""), collection.library)
+        if not named or any(i.type != collection.subtype for i in named):
+            return _html(400, _BAD_REQUEST)
+        self._fill(collection, named)
+        return self._collection_answer(request, collection)
 
     # --- items ---------------------------------------------------------------------------
 
@@ -1246,6 +1537,11 @@ class FakePlexMediaServer(FakeServer):
             )
         node.children += extra
         return node
+
+
+def _under(path: str, folder: str) -> bool:
+    path, folder = path.rstrip("/") or "/", folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _type_param(request: web.Request) -> str | None:

@@ -4,7 +4,8 @@ Sign-in with Plex (the plex.tv PIN flow) lets in the owner of the configured ser
 people it is shared with. With the owner's token (from the settings, or from the owner's own
 sign-in), the dashboard shows the server, what it plays, what was added and how big each library
 is; searches find what is already in Plex; other parts of MediaNest ask which films and seasons
-are there (``check_availability``) and have a library scanned (``refresh_library``).
+are there (``check_availability``), have a library scanned (``refresh_library``) and files put
+in a collection (``collect_media``).
 
 Hook implementations only; the calls are in ``client``, the loaders in ``widgets``, the
 background refreshes in ``pollers`` and the availability index in ``availability``.
@@ -13,7 +14,7 @@ background refreshes in ``pollers`` and the availability index in ``availability
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from medianest import (
     hookimpl,
 )
 
-from . import availability, plextv, pollers, posters, signin, widgets
+from . import availability, collect, plextv, pollers, posters, signin, widgets
 from .client import LABEL, SERVICE, Plex, connect, headers, token_for
 from .settings import Settings
 
@@ -265,3 +266,13 @@ async def refresh_library(path: str | None, plugin: PluginContext) -> list[str] 
     if chosen:
         plugin.log.info("asked Plex to scan %s", ", ".join(s.title for s in chosen))
     return [s.title for s in chosen] or None
+
+
+@hookimpl
+async def collect_media(title: str, paths: Sequence[str], plugin: PluginContext) -> str | None:
+    """Wait (up to a few minutes) for Plex to add the files, then put them in the collection
+    ``title`` of their library, made when there is none."""
+    plex = await pollers.ready(plugin)
+    if isinstance(plex, pollers.NotReady) or not paths or not title.strip():
+        return None
+    return await collect.collect(plugin, plex, title.strip(), list(paths))

@@ -29,6 +29,8 @@ LABEL = "Plex"
 PAGE_SIZE = 500
 # How long the owner's token, read from the database, is used before it is read again.
 OWNER_TOKEN_SECONDS = 60.0
+# Where a server's library items live, in the ``server://`` URIs that name items.
+LIBRARY_IDENTIFIER = "com.plexapp.plugins.library"
 
 # Plex's numbers for the kinds of items (the ``type`` query parameter).
 MOVIE, SHOW, SEASON, EPISODE, ARTIST, ALBUM, TRACK = 1, 2, 3, 4, 8, 9, 10
@@ -107,6 +109,8 @@ class Item:
     added_at: int | None = None
     summary: str = ""
     guids: Mapping[str, str] = field(default_factory=dict)
+    # The files of its Media/Part children (films, episodes and tracks have them).
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,12 @@ def item(raw: Mapping[str, Any]) -> Item:
         added_at=_int(raw.get("addedAt")),
         summary=str(raw.get("summary") or ""),
         guids=guids(raw),
+        files=tuple(
+            str(part["file"])
+            for media in _list(raw.get("Media"))
+            for part in _list(media.get("Part"))
+            if part.get("file")
+        ),
     )
 
 
@@ -436,6 +446,40 @@ class Plex:
         params = {"path": path} if path else None
         await self.http.request(
             "GET", f"/library/sections/{key}/refresh", params=params, parse="none"
+        )
+
+    async def newest(self, key: str, kind: int, count: int) -> list[Item]:
+        """The ``count`` items of ``kind`` a library added last, newest first."""
+        params = {
+            "type": kind,
+            "sort": "addedAt:desc",
+            "X-Plex-Container-Start": 0,
+            "X-Plex-Container-Size": count,
+        }
+        return items(await self.http.get(f"/library/sections/{key}/all", params=params))
+
+    # --- collections --------------------------------------------------------------------
+
+    @staticmethod
+    def items_uri(machine_id: str, rating_keys: Sequence[str]) -> str:
+        """How Plex names items of its library in a collection request."""
+        keys = ",".join(rating_keys)
+        return f"server://{machine_id}/{LIBRARY_IDENTIFIER}/library/metadata/{keys}"
+
+    async def collections(self, key: str) -> list[Item]:
+        """The collections of a library."""
+        return items(await self.http.get(f"/library/sections/{key}/collections"))
+
+    async def create_collection(self, key: str, title: str, kind: int, uri: str) -> Item | None:
+        """A new (not smart) collection in library ``key`` holding the items ``uri`` names."""
+        params = {"type": kind, "title": title, "smart": 0, "sectionId": key, "uri": uri}
+        made = items(await self.http.request("POST", "/library/collections", params=params))
+        return made[0] if made else None
+
+    async def add_to_collection(self, rating_key: str, uri: str) -> None:
+        """Add the items ``uri`` names to a collection (those already in it stay once)."""
+        await self.http.request(
+            "PUT", f"/library/collections/{rating_key}/items", params={"uri": uri}
         )
 
     # --- now playing and posters --------------------------------------------------------

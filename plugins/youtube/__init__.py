@@ -2,7 +2,8 @@
 
 Users paste a link to a video, a playlist or a channel; it is checked, previewed, and
 downloaded by yt-dlp in a job (``medianest worker`` processes with Redis, the web process
-without), into their folder of the library, and Plex is asked to scan that folder. Hook
+without), into their folder of the library, and Plex is asked to scan that folder (and to
+gather a playlist's or a channel's videos in a collection named after it). Hook
 implementations only: the link rules are in ``links``, previews in ``client``, the rows and
 quotas in ``store``, the job in ``downloader``, the page and API in ``routes``.
 """
@@ -96,6 +97,11 @@ def activate(plugin: PluginContext) -> None:
                 heartbeat=settings.stalled_after,
             )
         )
+
+
+@hookimpl
+async def deactivate(plugin: PluginContext) -> None:
+    await downloader.stop_collecting(plugin)
 
 
 async def tend_queue(plugin: PluginContext) -> None:

@@ -5,6 +5,12 @@ yt-dlp writes into a hidden folder of the library (``.incoming/<download id>``, 
 beside them, are moved (renamed, so atomically) into the user's folder. A job that is cancelled,
 fails or whose worker is killed leaves nothing in the library: the next attempt, or the
 reaper, clears its incoming folder.
+
+Once a download is complete, the media server is asked to scan its folder and, for a playlist or
+a channel, to gather its videos in a collection named after it. Gathering them waits for the
+server to add the files (minutes, at worst), so it runs beside the job rather than in it: the
+download is complete and its worker slot free at once, and a media server that fails or is slow
+never fails or holds up a download.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from . import store
 from .settings import Settings
 
 INCOMING = ".incoming"
+# The collections being made beside the jobs, in the plugin's state.
+COLLECTING = "collecting"
 # Progress events per job and second, at most; the row is written less often.
 EVENTS_PER_SECOND = 4
 ROW_EVERY = 1.0
@@ -57,6 +65,10 @@ def safe_name(text: str, fallback: str = "video", limit: int = 120) -> str:
 
 def library(settings: Settings) -> Path:
     return Path(settings.library_path)
+
+
+def user_folder(settings: Settings, row: dict[str, Any]) -> Path:
+    return library(settings) / safe_name(row["options"].get("user") or "", "user")
 
 
 def incoming(settings: Settings, download_id: str) -> Path:
@@ -286,20 +298,24 @@ def _free(path: Path) -> Path:
     raise FileExistsError(path)
 
 
+def collection_of(folder: Path, settings: Settings, row: dict[str, Any]) -> str:
+    """The collection a download's videos belong to: its folder's name for a playlist or a
+    channel (which has a folder of its own), none for a single video."""
+    return folder.name if folder != user_folder(settings, row) else ""
+
+
 def place(
     info: dict[str, Any], work: Path, settings: Settings, row: dict[str, Any]
 ) -> tuple[Path, list[str], int]:
     """Move what yt-dlp made into the user's folder (a playlist or channel into a folder of its
     own). Returns the folder, the files placed and their size in bytes."""
-    user_folder = library(settings) / safe_name(row["options"].get("user") or "", "user")
+    users = user_folder(settings, row)
     entries = _entries(info)
     if row["kind"] != "video" or len(entries) > 1:
-        folder = user_folder / safe_name(
-            info.get("title") or row["title"] or "Playlist", "Playlist"
-        )
+        folder = users / safe_name(info.get("title") or row["title"] or "Playlist", "Playlist")
     else:
-        folder = user_folder
-    collection = folder.name if folder != user_folder else ""
+        folder = users
+    collection = collection_of(folder, settings, row)
     folder.mkdir(parents=True, exist_ok=True)
     placed: list[str] = []
     size = 0
@@ -316,9 +332,9 @@ def place(
         if media is None:
             continue
         # A single video keeps the title its user saw in the preview.
-        chosen = row["title"] if folder == user_folder and len(entries) == 1 else ""
+        chosen = row["title"] if folder == users and len(entries) == 1 else ""
         title = safe_name(chosen or entry.get("title") or entry.get("id") or f"Video {n}")
-        name = f"{n:02d} - {title}" if folder != user_folder else title
+        name = f"{n:02d} - {title}" if folder != users else title
         target = _free(folder / f"{name}{media.suffix}")
         name = target.stem
         thumb_source = next(
@@ -443,7 +459,38 @@ async def download_job(plugin: PluginContext, run: JobRun, download_id: str) -> 
         await plugin.call_hook("refresh_library", path=str(folder))
     except Exception:
         plugin.log.exception("asking the media server to scan %s failed", folder)
+    collection = collection_of(folder, settings, row)
+    if collection:
+        collect_in_background(plugin, collection, files)
     await store.dispatch(plugin, row["user_id"])
+
+
+def collect_in_background(plugin: PluginContext, title: str, files: list[str]) -> None:
+    """Have the media servers gather ``files`` in the collection ``title``, beside the job
+    (they may take minutes to add the files first). The tasks are kept until they end, and
+    cancelled when the plugin is deactivated."""
+    tasks: set[asyncio.Task[None]] = plugin.state.setdefault(COLLECTING, set())
+    task = asyncio.create_task(_collect(plugin, title, files), name=f"collect {title}")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _collect(plugin: PluginContext, title: str, files: list[str]) -> None:
+    # A media server's failure is logged once by the plugin registry; this catches the rest.
+    try:
+        await plugin.call_hook("collect_media", title=title, paths=files)
+    except Exception:
+        plugin.log.exception("asking the media server for the collection %s failed", title)
+
+
+async def stop_collecting(plugin: PluginContext) -> None:
+    """Give up the collections still waiting for their media server."""
+    tasks: set[asyncio.Task[None]] = plugin.state.pop(COLLECTING, set())
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+        plugin.log.info("gave up %d collection(s) still waiting for the media server", len(tasks))
 
 
 async def _watch(
