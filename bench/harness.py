@@ -64,6 +64,7 @@ STATUS_MIX = {
     "processing": 5,
     "partially_available": 3,
 }
+READY_WITHIN = 60.0
 MARK_START, MARK_END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 
 
@@ -84,6 +85,7 @@ class Scenario:
     errors: int | None = None
     ratio: float | None = None
     rss_mb: float | None = None
+    cpu_ms: float | None = None
     met: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -98,6 +100,7 @@ class Scenario:
             "errors": self.errors,
             "ratio": self.ratio,
             "rss_mb": self.rss_mb,
+            "cpu_ms_per_request": self.cpu_ms,
             "met": self.met,
             "extra": self.extra,
         }
@@ -156,6 +159,8 @@ class WrkResult:
     p99_ms: float
     errors: int
     raw: dict[str, Any]
+    # CPU time of the server per answer: steadier than throughput on a busy machine.
+    cpu_ms: float | None = None
 
 
 async def run_wrk(
@@ -211,6 +216,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -218,11 +229,11 @@ def rss_mb(pid: int) -> float:
     raise BenchError(f"no resident size for process {pid}")
 
 
-async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float = 60.0) -> float:
+async def wait_ready(url: str, proc: asyncio.subprocess.Process) -> float:
     """Seconds until ``url`` answers 200; fails if the process ends first."""
     started = time.monotonic()
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() - started < timeout:
+        while time.monotonic() - started < READY_WITHIN:
             if proc.returncode is not None:
                 raise BenchError(f"the process serving {url} ended with {proc.returncode}")
             with contextlib.suppress(aiohttp.ClientError, OSError):
@@ -230,7 +241,7 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float 
                     if response.status == 200:
                         return time.monotonic() - started
             await asyncio.sleep(0.01)
-    raise BenchError(f"{url} did not answer within {timeout:.0f} s")
+    raise BenchError(f"{url} did not answer within {READY_WITHIN:.0f} s")
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:
@@ -422,6 +433,7 @@ def _fill(scenario: Scenario, result: WrkResult, baseline: float) -> None:
     scenario.p99_ms = round(result.p99_ms, 2)
     scenario.errors = result.errors
     scenario.ratio = round(result.requests_per_s / baseline, 4) if baseline else None
+    scenario.cpu_ms = None if result.cpu_ms is None else round(result.cpu_ms, 3)
 
 
 def _calls(fakes: demo.Fakes) -> Counter[str]:
@@ -457,14 +469,19 @@ class Bench:
             connections or self.options.connections,
             env,
         )
-        if profile is None or self.options.profile_dir is None:
+        if profile is None:
             return await load
         name, pid = profile
-        spy = await self.profile(name, pid)
+        cpu = cpu_seconds(pid)
+        spy = await self.profile(name, pid) if self.options.profile_dir else None
         try:
-            return await load
+            result = await load
         finally:
-            await spy.wait()
+            if spy is not None:
+                await spy.wait()
+        if result.raw["requests"]:
+            result.cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / result.raw["requests"]
+        return result
 
     async def profile(self, name: str, pid: int) -> asyncio.subprocess.Process:
         """py-spy sampling ``pid`` for the length of a scenario (collapsed stacks)."""
@@ -496,7 +513,7 @@ class Bench:
         try:
             url = f"http://{LOOPBACK}:{port}/"
             await wait_ready(url, proc)
-            result = await self.wrk_run(url, "hello.lua")
+            result = await self.wrk_run(url, "hello.lua", profile=("baseline", proc.pid))
         finally:
             await stop(proc)
         scenario = Scenario("baseline", "bare aiohttp handler, 5 bytes", "the ceiling (100 %)")
@@ -596,7 +613,10 @@ class Bench:
         fakes.tautulli.faults.hang = True
         try:
             result = await self.wrk_run(
-                instance.url + "/api/v1/dashboard", "get.lua", **instance.env
+                instance.url + "/api/v1/dashboard",
+                "get.lua",
+                profile=("upstream-hung", instance.proc.pid),
+                **instance.env,
             )
         finally:
             fakes.tautulli.faults.clear()
@@ -753,21 +773,25 @@ class Bench:
 
 def _num(value: float | None, digits: int = 1) -> str:
     if value is None:
-        return "–"
+        return "-"
     return f"{value:,.{digits}f}"
 
 
 def table(report: dict[str, Any]) -> str:
     """The results as a Markdown table (readable in a terminal as it is)."""
-    head = "| scenario | req/s | p50 ms | p99 ms | errors | vs baseline | RSS MB | target | met |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    head = (
+        "| scenario | req/s | p50 ms | p99 ms | errors | vs baseline | CPU ms/req | RSS MB "
+        "| target | met |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for s in report["scenarios"]:
-        met = {True: "yes", False: "**no**", None: "–"}[s["met"]]
-        ratio = "–" if s["ratio"] is None else f"{s['ratio'] * 100:.1f} %"
+        met = {True: "yes", False: "**no**", None: "-"}[s["met"]]
+        ratio = "-" if s["ratio"] is None else f"{s['ratio'] * 100:.1f} %"
         lines.append(
             f"| {s['name']} | {_num(s['requests_per_s'])} | {_num(s['p50_ms'], 2)} "
-            f"| {_num(s['p99_ms'], 2)} | {'–' if s['errors'] is None else s['errors']} "
-            f"| {ratio} | {_num(s['rss_mb'])} | {s['target']} | {met} |"
+            f"| {_num(s['p99_ms'], 2)} | {'-' if s['errors'] is None else s['errors']} "
+            f"| {ratio} | {_num(s['cpu_ms_per_request'], 2)} | {_num(s['rss_mb'])} "
+            f"| {s['target']} | {met} |"
         )
     notes = []
     for s in report["scenarios"]:

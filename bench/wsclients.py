@@ -29,7 +29,7 @@ async def _open(
             ws = await session.ws_connect(url, heartbeat=None, autoping=True)
             await ws.send_str(json.dumps({"action": "subscribe", "topics": [topic]}))
             reply = await ws.receive_json(timeout=60)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (aiohttp.ClientError, TimeoutError, OSError):
             return None
         if reply.get("type") != "subscribed":
             await ws.close()
@@ -40,13 +40,13 @@ async def _open(
 async def _first_event(ws: aiohttp.ClientWebSocketResponse) -> float | None:
     try:
         msg = await ws.receive(timeout=WAIT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
     return time.time() if msg.type is aiohttp.WSMsgType.TEXT else None
 
 
 async def run(url: str, cookie: str, count: int, topic: str) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(
