@@ -78,6 +78,7 @@ async def create_app(
             error_middleware,
             auth_middleware,
             anon_cookie_middleware,
+            views.page_context_middleware,
         ],
         client_max_size=1024 * 1024,
     )
@@ -119,7 +120,6 @@ def _setup_templates(app: web.Application, registry: PluginRegistry) -> None:
         loader=loader,
         autoescape=jinja2.select_autoescape(default=True),
         enable_async=True,
-        context_processors=[views.page_context],
     )
     env.globals["version"] = __version__
 
