@@ -7,6 +7,8 @@ closed in reverse at shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from datetime import timedelta
@@ -139,7 +141,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await engine.dispose()
         raise
     app[ENGINE] = engine
+    # In the background: on a large database it takes a moment, and nothing waits for it.
+    statistics = asyncio.create_task(db.keep_statistics(engine))
     yield
+    statistics.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await statistics
     await engine.dispose()
 
 
