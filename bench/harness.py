@@ -459,7 +459,7 @@ class Bench:
         *,
         profile: tuple[str, int] | None = None,
         connections: int | None = None,
-        **env: str,
+        env: dict[str, str] | None = None,
     ) -> WrkResult:
         load = run_wrk(
             self.wrk,
@@ -526,7 +526,7 @@ class Bench:
             instance.url + "/api/v1/dashboard",
             "get.lua",
             profile=(name, instance.proc.pid),
-            **instance.env,
+            env=instance.env,
         )
         scenario = Scenario(
             name,
@@ -542,8 +542,7 @@ class Bench:
             instance.url + "/",
             "get.lua",
             profile=("dashboard-html", instance.proc.pid),
-            BENCH_ACCEPT="text/html",
-            **instance.env,
+            env=instance.env | {"BENCH_ACCEPT": "text/html"},
         )
         scenario = Scenario(
             "dashboard-html", "GET / (HTML), five integrations enabled", ">= 15 % of baseline"
@@ -554,7 +553,10 @@ class Bench:
 
     async def request_list(self, instance: Instance, name: str, target: str) -> Scenario:
         result = await self.wrk_run(
-            instance.url + LIST_QUERY, "get.lua", profile=(name, instance.proc.pid), **instance.env
+            instance.url + LIST_QUERY,
+            "get.lua",
+            profile=(name, instance.proc.pid),
+            env=instance.env,
         )
         scenario = Scenario(name, f"GET {LIST_QUERY.split('?')[0]}: 20 of 10,000, filtered", target)
         _fill(scenario, result, self.baseline_rps)
@@ -565,8 +567,7 @@ class Bench:
             instance.url + "/api/v1/requests",
             "create.lua",
             profile=("request-create", instance.proc.pid),
-            BENCH_FIRST_ID=str(FIRST_NEW_ID),
-            **instance.env,
+            env=instance.env | {"BENCH_FIRST_ID": str(FIRST_NEW_ID)},
         )
         scenario = Scenario(
             "request-create",
@@ -616,7 +617,7 @@ class Bench:
                 instance.url + "/api/v1/dashboard",
                 "get.lua",
                 profile=("upstream-hung", instance.proc.pid),
-                **instance.env,
+                env=instance.env,
             )
         finally:
             fakes.tautulli.faults.clear()
