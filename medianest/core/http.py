@@ -396,7 +396,16 @@ class ServiceClient:
         keep_for: float = 86_400.0,
     ) -> Fetched[Any]:
         """Like :meth:`get`, but never raises: on failure it hands back the last good answer
-        (kept ``keep_for`` seconds) with the error, for a widget to show both."""
+        (kept ``keep_for`` seconds) with the error, for a widget to show both.
+
+        While another caller of this process is already asking the service, the last good
+        answer comes back at once instead of waiting with it: a service that hangs then holds
+        up one viewer until the timeout, not every viewer of the dashboard.
+        """
+        if keep_for and self._cache.computing(self._key(path, params, "fresh")):
+            last = await self._cache.get(self._key(path, params, "lastgood"))
+            if last is not None:
+                return Fetched(last["v"], datetime.fromisoformat(last["at"]))
         try:
             entry = await self._cached(path, params, ttl, keep_for=keep_for)
         except ServiceError as exc:
