@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -173,6 +174,17 @@ class CircuitBreaker:
 
 
 # --- client -------------------------------------------------------------------------------
+
+
+# Set while a poller runs: its calls wait for the service's own answer (or error), since the
+# poller announces what changed; viewers take the last good answer while it waits.
+_WAIT_FOR_SERVICE: ContextVar[bool] = ContextVar("wait_for_service", default=False)
+
+
+def waiting_for_services() -> None:
+    """Make :meth:`ServiceClient.fetch` calls of the current task (and the tasks it starts)
+    wait for the service even while another caller is already asking it."""
+    _WAIT_FOR_SERVICE.set(True)
 
 
 @dataclass(frozen=True)
@@ -400,9 +412,14 @@ class ServiceClient:
 
         While another caller of this process is already asking the service, the last good
         answer comes back at once instead of waiting with it: a service that hangs then holds
-        up one viewer until the timeout, not every viewer of the dashboard.
+        up one viewer until the timeout, not every viewer of the dashboard. Pollers (see
+        :func:`waiting_for_services`) always wait: they report what the service answers.
         """
-        if keep_for and self._cache.computing(self._key(path, params, "fresh")):
+        if (
+            keep_for
+            and not _WAIT_FOR_SERVICE.get()
+            and self._cache.computing(self._key(path, params, "fresh"))
+        ):
             last = await self._cache.get(self._key(path, params, "lastgood"))
             if last is not None:
                 return Fetched(last["v"], datetime.fromisoformat(last["at"]))
