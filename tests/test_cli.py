@@ -74,7 +74,8 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str]) -> None:
 def sqlite_tables(path: Path) -> set[str]:
     with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    return {name for (name,) in rows} - {"alembic_version"}
+    # SQLite's own tables (the planner's statistics, sqlite_stat1) are not MediaNest's schema.
+    return {name for (name,) in rows if not name.startswith("sqlite_")} - {"alembic_version"}
 
 
 # --- help -------------------------------------------------------------------------------

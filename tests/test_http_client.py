@@ -461,6 +461,29 @@ async def test_fetch_shows_the_last_good_answer_with_the_error(
     )
 
 
+async def test_while_a_hung_service_is_asked_other_viewers_get_the_last_good_answer_at_once(
+    sonarr: FakeSonarr, make_client: MakeClient
+) -> None:
+    client = make_client(retries=0, read_timeout=4.0)
+    good = await client.fetch(SERIES, ttl=0.1)
+    assert good.ok and good.value is not None
+    await asyncio.sleep(0.15)  # the answer is no longer fresh
+
+    sonarr.faults.hang = True
+    first = asyncio.ensure_future(client.fetch(SERIES, ttl=0.1))
+    await asyncio.sleep(0.1)  # the first viewer is waiting on the service
+    started = time.monotonic()
+    others = await asyncio.gather(*(client.fetch(SERIES, ttl=0.1) for _ in range(20)))
+    # They wait a moment with it (a refused connection fails within it), not the timeout.
+    assert time.monotonic() - started < 2.0
+    assert all(o.value == good.value and o.fetched_at == good.fetched_at for o in others)
+    assert sonarr.calls[f"GET {SERIES}"] == 2  # the one refresh, not one per viewer
+
+    # The first viewer waits for the service, and sees the last good answer with the error.
+    waited = await first
+    assert isinstance(waited.error, TimedOut) and waited.value == good.value
+
+
 async def test_fetch_without_earlier_data_says_so_and_never_raises(
     sonarr: FakeSonarr, make_client: MakeClient
 ) -> None:

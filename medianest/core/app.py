@@ -7,6 +7,8 @@ closed in reverse at shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from datetime import timedelta
@@ -78,6 +80,7 @@ async def create_app(
             error_middleware,
             auth_middleware,
             anon_cookie_middleware,
+            views.page_context_middleware,
         ],
         client_max_size=1024 * 1024,
     )
@@ -119,7 +122,6 @@ def _setup_templates(app: web.Application, registry: PluginRegistry) -> None:
         loader=loader,
         autoescape=jinja2.select_autoescape(default=True),
         enable_async=True,
-        context_processors=[views.page_context],
     )
     env.globals["version"] = __version__
 
@@ -139,7 +141,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await engine.dispose()
         raise
     app[ENGINE] = engine
+    # In the background: on a large database it takes a moment, and nothing waits for it.
+    statistics = asyncio.create_task(db.keep_statistics(engine))
     yield
+    statistics.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await statistics
     await engine.dispose()
 
 

@@ -59,6 +59,10 @@ class Cache(ABC):
     async def _locked(self, key: str) -> bool:
         return False
 
+    def computing(self, key: str) -> bool:
+        """Whether this process is computing ``key`` right now (see :meth:`get_or_compute`)."""
+        return key in self._inflight
+
     async def get_or_compute(self, key: str, ttl: float, compute: Callable[[], Awaitable[T]]) -> T:
         """Return the cached value of ``key``, or compute, store and return it exactly once.
 

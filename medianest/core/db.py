@@ -7,6 +7,8 @@ start on a database that is behind the code and names the command that brings it
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .models import AppState
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Arbitrary constant: serialises concurrent migrations of one PostgreSQL database.
@@ -151,3 +155,31 @@ async def installation_id(engine: AsyncEngine) -> str:
         pass  # another process created it at the same moment: use theirs
     async with engine.connect() as conn:
         return str((await conn.execute(query)).scalar_one()["id"])
+
+
+# How often SQLite's statistics are refreshed while MediaNest runs.
+STATISTICS_INTERVAL = 6 * 3600.0
+
+
+async def refresh_statistics(engine: AsyncEngine) -> None:
+    """Give SQLite's query planner the statistics of the tables (``ANALYZE``).
+
+    Without them SQLite takes every equality filter for a selective one: the request list
+    filtered on the common statuses then joins and sorts thousands of rows instead of reading
+    the newest twenty in index order (100x slower at 10,000 requests). PostgreSQL keeps its
+    statistics itself (autovacuum).
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE")
+
+
+async def keep_statistics(engine: AsyncEngine, interval: float = STATISTICS_INTERVAL) -> None:
+    """Refresh the statistics now and every ``interval`` seconds, until cancelled."""
+    while True:
+        try:
+            await refresh_statistics(engine)
+        except DBAPIError as exc:  # busy or read-only: the old statistics serve meanwhile
+            log.warning("could not refresh the database statistics: %s", exc)
+        await asyncio.sleep(interval)

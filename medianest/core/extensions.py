@@ -5,6 +5,7 @@ Plugins import these from ``medianest`` (the top package), never from here direc
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -38,10 +39,23 @@ def call_with(func: Callable[..., Any], **available: Any) -> Any:
     This is how plugin callbacks (and hook implementations) may take fewer arguments than
     MediaNest offers, so new arguments never break existing plugins.
     """
+    try:
+        names = _parameters(func)
+    except TypeError:  # an unhashable callable: read its signature each time
+        names = _parameters.__wrapped__(func)
+    if names is None:
+        return func(**available)
+    return func(**{name: available[name] for name in names if name in available})
+
+
+@functools.lru_cache(maxsize=4096)
+def _parameters(func: Callable[..., Any]) -> tuple[str, ...] | None:
+    # Widgets and hooks are called on every page view; reading a signature costs more than
+    # most of them do.
     params = inspect.signature(func).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return func(**available)
-    return func(**{name: available[name] for name in params if name in available})
+        return None
+    return tuple(params)
 
 
 Publisher = Callable[[str, str, Mapping[str, Any]], Awaitable[None]]

@@ -14,7 +14,8 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -173,6 +174,20 @@ class CircuitBreaker:
 
 
 # --- client -------------------------------------------------------------------------------
+
+
+# How long a viewer waits for a refresh another caller is already waiting for, before taking
+# the last good answer: longer than a refused connection's retries take to fail.
+REFRESH_PATIENCE = 1.0
+# Set while a poller runs: its calls wait for the service's own answer (or error), since the
+# poller announces what changed; viewers take the last good answer while it waits.
+_WAIT_FOR_SERVICE: ContextVar[bool] = ContextVar("wait_for_service", default=False)
+
+
+def waiting_for_services() -> None:
+    """Make :meth:`ServiceClient.fetch` calls of the current task (and the tasks it starts)
+    wait for the service even while another caller is already asking it."""
+    _WAIT_FOR_SERVICE.set(True)
 
 
 @dataclass(frozen=True)
@@ -396,11 +411,32 @@ class ServiceClient:
         keep_for: float = 86_400.0,
     ) -> Fetched[Any]:
         """Like :meth:`get`, but never raises: on failure it hands back the last good answer
-        (kept ``keep_for`` seconds) with the error, for a widget to show both."""
+        (kept ``keep_for`` seconds) with the error, for a widget to show both.
+
+        While another caller of this process is already asking the service, waiting with it
+        is bounded (:data:`REFRESH_PATIENCE`): then the last good answer comes back, so that a
+        service that hangs holds up one viewer until the timeout, not every viewer of the
+        dashboard. Pollers (see :func:`waiting_for_services`) always wait: they report what the
+        service answers.
+        """
+        lastgood = self._key(path, params, "lastgood")
+        answer: Awaitable[dict[str, Any]] = self._cached(path, params, ttl, keep_for=keep_for)
+        if (
+            keep_for
+            and not _WAIT_FOR_SERVICE.get()
+            and self._cache.computing(self._key(path, params, "fresh"))
+        ):
+            waiting = asyncio.ensure_future(answer)
+            done, _ = await asyncio.wait({waiting}, timeout=REFRESH_PATIENCE)
+            last = None if done else await self._cache.get(lastgood)
+            if last is not None:
+                waiting.cancel()  # this caller's wait only: the refresh itself goes on
+                return Fetched(last["v"], datetime.fromisoformat(last["at"]), self.last_error)
+            answer = waiting
         try:
-            entry = await self._cached(path, params, ttl, keep_for=keep_for)
+            entry = await answer
         except ServiceError as exc:
-            last = await self._cache.get(self._key(path, params, "lastgood"))
+            last = await self._cache.get(lastgood)
             if last is None:
                 return Fetched(None, None, exc)
             return Fetched(last["v"], datetime.fromisoformat(last["at"]), exc)

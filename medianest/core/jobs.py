@@ -16,6 +16,7 @@ from typing import Any
 from saq.types import Context, PartialTimersDict
 
 from .extensions import PluginContext, Poller, call_with, resolve
+from .http import waiting_for_services
 from .metrics import JOBS
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class PollerRunner:
             await self.stop(plugin)
 
     async def _loop(self, ctx: PluginContext, poller: Poller) -> None:
+        waiting_for_services()
         failing = False
         while True:
             try:

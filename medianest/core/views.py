@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, RootModel
 
 from .. import __version__
@@ -289,6 +290,23 @@ async def page_context(request: web.Request) -> dict[str, Any]:
         extra.update(values)
     visible = [item for item in nav if item.permission is None or user.has(item.permission)]
     return extra | base | {"nav_items": visible}
+
+
+# Paths that never render a page: no navigation or unread count to look up for them.
+_NOT_PAGES = ("/api/", "/static/", "/ws", "/healthz", "/readyz", "/metrics")
+
+
+@web.middleware
+async def page_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The template variables of :func:`page_context`, for requests that may render a page.
+
+    aiohttp-jinja2's own context middleware runs for every request; an API call would pay for
+    the navigation and the unread count (a database query) it never shows.
+    """
+    if not request.path.startswith(_NOT_PAGES):
+        context = request.setdefault(aiohttp_jinja2.REQUEST_CONTEXT_KEY, {})
+        context.update(await page_context(request))
+    return await handler(request)
 
 
 CORE_NAV = [

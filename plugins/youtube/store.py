@@ -26,6 +26,10 @@ TOPIC = "youtube"
 ACTIVE = ("waiting", "queued", "downloading")
 FINISHED = ("completed", "failed", "cancelled")
 T = YouTubeDownload
+# A token that changes with every write to the rows: what is cached of them (the dashboard
+# widget) is kept under it, so a write anywhere (this process, a worker) makes it stale at once.
+GENERATION = "youtube:downloads:generation"
+GENERATION_TTL = 86_400.0
 
 
 def now() -> datetime:
@@ -44,6 +48,15 @@ def as_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("heartbeat_at", "created_at", "started_at", "finished_at"):
         data[key] = _aware(data.get(key))
     return data
+
+
+async def generation(plugin: PluginContext) -> str:
+    """The token of the rows as they are now (see :data:`GENERATION`)."""
+    return str(await plugin.cache.get(GENERATION) or "0")
+
+
+async def _written(plugin: PluginContext) -> None:
+    await plugin.cache.set(GENERATION, uuid.uuid4().hex, GENERATION_TTL)
 
 
 async def get(plugin: PluginContext, download_id: uuid.UUID) -> dict[str, Any] | None:
@@ -82,6 +95,8 @@ async def change(
         statement = statement.where(T.status.in_(when))
     async with plugin.db.begin() as conn:
         result = await conn.execute(statement.values(**values))
+    if result.rowcount:
+        await _written(plugin)
     return bool(result.rowcount)
 
 
@@ -185,6 +200,7 @@ async def admit(
     }
     async with plugin.db.begin() as conn:
         await conn.execute(insert(T).values(**row))
+    await _written(plugin)
     await dispatch(plugin, user_id)
     return await get(plugin, row["id"]) or row
 
@@ -230,6 +246,7 @@ async def claim(plugin: PluginContext, download_id: uuid.UUID, attempt: int) -> 
                 update(T).where(T.id == download_id, takeable).values(**values)
             )
         if result.rowcount:
+            await _written(plugin)
             return True
         row = await get(plugin, download_id)
         if row is None or row["status"] != "downloading":

@@ -1,0 +1,94 @@
+"""The benchmark harness runs end to end: a short run of two scenarios prints its table and
+writes JSON with every figure. Speeds are the benchmark's business (bench/RESULTS.md), not the
+tests': nothing here depends on how fast the machine is."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import require
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELDS = {
+    "name",
+    "what",
+    "target",
+    "requests_per_s",
+    "p50_ms",
+    "p99_ms",
+    "errors",
+    "ratio",
+    "rss_mb",
+    "cpu_ms_per_request",
+    "met",
+    "extra",
+}
+
+
+def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    require(shutil.which("wrk"), "wrk is not installed (apt-get install wrk)")
+    out = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIANEST_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--duration",
+            "1",
+            "--scenario",
+            "dashboard-json",
+            "--scenario",
+            "request-create",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| scenario | req/s | p50 ms | p99 ms | errors | vs baseline |" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpus"] == os.cpu_count()
+    assert report["mode"] == "quick"
+    assert report["baseline_requests_per_s"] > 0
+    scenarios = {s["name"]: s for s in report["scenarios"]}
+    assert set(scenarios) == {"baseline", "idle", "dashboard-json", "request-create"}
+    for scenario in scenarios.values():
+        assert set(scenario) == FIELDS, scenario["name"]
+    for name in ("baseline", "dashboard-json", "request-create"):
+        figures = scenarios[name]
+        assert figures["requests_per_s"] > 0, name
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"], name
+        assert figures["errors"] == 0, (name, result.stdout)
+        assert figures["ratio"] > 0, name
+        assert name in result.stdout
+    assert scenarios["request-create"]["extra"]["created"] > 0
+    assert scenarios["idle"]["rss_mb"] > 0
+    assert scenarios["idle"]["extra"]["start_to_ready_s"] > 0
+
+
+def test_without_wrk_the_benchmark_says_how_to_get_it(tmp_path: Path) -> None:
+    # A PATH without wrk, nor apt-get to fetch it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIANEST_")}
+    env["PATH"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(tmp_path / "r.json")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "wrk" in result.stderr and "apt-get install wrk" in result.stderr
+    assert not (tmp_path / "r.json").exists()
