@@ -179,6 +179,15 @@ async def make_client() -> AsyncIterator[MakeClient]:
         await client.close()
 
 
+# How Debian's chromium runs headless here (the browser tests' one launch recipe).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
 @pytest.fixture
 def chromium() -> Iterator[str]:
     path = shutil.which("chromium") or "/usr/bin/chromium"
@@ -214,3 +223,22 @@ async def reload_widgets(
         assert {a.status for a in answers} == {200}
         served += len(answers)
     return served
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Any]:
+    """Chromium driven by Playwright's asyncio API, for tests that run MediaNest or fakes in
+    their own event loop. (tests/test_browser.py uses the synchronous API, with a fixture of
+    its own.)"""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        async_playwright = None
+    require(async_playwright is not None, "Playwright is not installed (pip install playwright)")
+    assert async_playwright is not None
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        await launched.close()

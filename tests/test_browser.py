@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN, require
+from conftest import ADMIN, CHROMIUM_ARGS, require
 from servers import Api, Server, Servers, create_admin
 
 from medianest.testing import FakeTMDB
@@ -32,12 +32,6 @@ except ImportError:  # the browser fixture skips (or, in CI, fails) every test
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 LIGHT_BACKGROUND = "rgb(246, 247, 249)"
 DARK_BACKGROUND = "rgb(18, 20, 23)"
 

@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import ADMIN, require
+from conftest import ADMIN
 from servers import Server, Servers, _command
 
 from medianest.testing import FakePlexMediaServer, FakePlexTV
 
 try:
-    from playwright.async_api import async_playwright, expect
-except ImportError:  # the test skips (or, in CI, fails)
-    async_playwright = expect = None
+    from playwright.async_api import expect
+except ImportError:  # the browser fixture skips (or, in CI, fails) the test
+    expect = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.fixture
@@ -72,17 +64,6 @@ async def configure_plex(server: Server, settings: dict[str, str]) -> None:
             assert resp.status == 200, await resp.text()
         async with http.post("/api/v1/plugins/plex/enable", headers=csrf) as resp:
             assert resp.status == 200, await resp.text()
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Any]:
-    require(async_playwright is not None, "Playwright is not installed (pip install playwright)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 async def test_sign_in_with_plex_in_a_browser(server: Server, browser: Any) -> None:

@@ -5,39 +5,20 @@ downloading and then available without reloading, and the bell count rise.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import ADMIN, MakeClient, require
+from conftest import ADMIN, MakeClient
 from request_world import FRIEND, SERIES, SERIES_TVDB, patch_intervals, world
 
 from medianest.core.settings import Settings, load_settings
 
 try:
-    from playwright.async_api import async_playwright, expect
-except ImportError:  # the test skips (or, in CI, fails)
-    async_playwright = expect = None
+    from playwright.async_api import expect
+except ImportError:  # the browser fixture skips (or, in CI, fails) the test
+    expect = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Any]:
-    require(async_playwright is not None, "Playwright is not installed (pip install playwright)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 async def signed_in_page(browser: Any, base_url: str, username: str, password: str) -> Any:

@@ -17,18 +17,11 @@ from servers import Server, Servers, create_admin
 from medianest.testing.youtube import VideoSite, make_video
 
 try:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 except ImportError:  # the browser fixture skips (or, in CI, fails) the test
-    async_playwright = expect = None  # type: ignore[assignment]
+    expect = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.fixture
@@ -41,17 +34,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield web
     finally:
         servers.stop_all()
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Any]:
-    require(async_playwright is not None, "Playwright is not installed (pip install playwright)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import audit
-from .api import ApiModel, validation_details
+from .api import ApiModel, QueryModel, validation_details
 from .auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
 from .errors import ApiError
 from .extensions import Route
@@ -34,17 +34,6 @@ MANAGE_USERS = Permission.MANAGE_USERS.value
 
 
 # --- models of the JSON API --------------------------------------------------------------
-
-
-class _Query(ApiModel):
-    """Query parameters: an empty value (as an HTML form sends it) means "not given"."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_blanks(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v != ""}
-        return data
 
 
 class SessionOut(BaseModel):
@@ -137,7 +126,7 @@ class UserPage(BaseModel):
     offset: int
 
 
-class UsersQuery(_Query):
+class UsersQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=200)
     offset: int = Field(default=0, ge=0)
 
@@ -155,7 +144,7 @@ class UserPatch(ApiModel):
     )
 
 
-class AuditQuery(_Query):
+class AuditQuery(QueryModel):
     action: str | None = Field(
         default=None, max_length=64, description="Only actions starting with this."
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 
 from .errors import ApiError, json_response
@@ -28,6 +28,17 @@ class ApiModel(BaseModel):
     """Base for request and response bodies: unknown fields are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class QueryModel(ApiModel):
+    """Query parameters: an empty value (as an HTML form sends it) means "not given"."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_blanks(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
 
 
 class ErrorDetail(BaseModel):

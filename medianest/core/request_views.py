@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from . import requests
-from .api import ApiModel, validation_details
+from .api import ApiModel, QueryModel, validation_details
 from .auth import CurrentUser, Permission
 from .errors import ApiError
 from .extensions import MediaDetails, Route, SearchResult
@@ -37,17 +37,6 @@ def _desk(request: web.Request) -> RequestDesk:
 
 
 # --- models of the JSON API -----------------------------------------------------------------
-
-
-class _Query(ApiModel):
-    """Query parameters: an empty value (as an HTML form sends it) means "not given"."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_blanks(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v != ""}
-        return data
 
 
 TmdbId = Annotated[int, Field(gt=0, lt=100_000_000, description="The film's or series' TMDB id.")]
@@ -106,15 +95,7 @@ class HistoryOut(BaseModel):
 
 class RequestOut(BaseModel):
     id: str
-    status: Literal[
-        "pending",
-        "approved",
-        "processing",
-        "partially_available",
-        "available",
-        "declined",
-        "failed",
-    ]
+    status: requests.Status
     status_text: str
     media_type: Literal["movie", "tv"]
     tmdb_id: int | None
@@ -180,7 +161,7 @@ Sort = Literal["created", "-created", "updated", "-updated", "title", "-title", 
 STATUS_LIST = ",".join(requests.STATUSES)
 
 
-class RequestQuery(_Query):
+class RequestQuery(QueryModel):
     status: str | None = Field(
         default=None, description=f"One or more of {STATUS_LIST}, separated by commas."
     )
@@ -207,7 +188,7 @@ class RequestQuery(_Query):
         return given
 
 
-class SearchQuery(_Query):
+class SearchQuery(QueryModel):
     q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -263,7 +244,7 @@ class MediaOut(BaseModel):
     requests: list[RequestOut]
 
 
-class StatusQuery(_Query):
+class StatusQuery(QueryModel):
     ids: Annotated[str, StringConstraints(max_length=4000)] = Field(
         description='Comma-separated "movie:603,tv:1396".'
     )
@@ -846,7 +827,7 @@ class NotificationList(BaseModel):
     items: list[NotificationOut]
 
 
-class NotificationQuery(_Query):
+class NotificationQuery(QueryModel):
     before: int | None = Field(default=None, ge=1, description="Older than this id (paging).")
     limit: int = Field(default=50, ge=1, le=200)
 

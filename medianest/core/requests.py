@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +36,7 @@ from .models import (
 from .settings import Settings
 
 MediaType = Literal["movie", "tv"]
-STATUSES = (
+Status = Literal[
     "pending",
     "approved",
     "processing",
@@ -44,7 +44,8 @@ STATUSES = (
     "available",
     "declined",
     "failed",
-)
+]
+STATUSES: tuple[str, ...] = get_args(Status)
 # Requests that still stand: asking again for what they cover is a duplicate. (An available
 # request does not stand: if the media has gone from Plex since, it may be asked for again.)
 STANDING = frozenset({"pending", "approved", "processing", "partially_available", "failed"})
