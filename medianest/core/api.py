@@ -146,12 +146,12 @@ def add_routes(
     context: Callable[[str], PluginContext] | None = None,
 ) -> None:
     for route in routes:
-        router.add_route(
-            route.method,
-            route.path,
-            make_handler(route, plugin, is_active, context),
-            name=route.name,
-        )
+        handler = make_handler(route, plugin, is_active, context)
+        router.add_route(route.method, route.path, handler, name=route.name)
+        # What answers GET answers HEAD too (uptime monitors ask so), without the body; a
+        # websocket has nothing to say to HEAD.
+        if route.method == "GET" and route.path != "/ws":
+            router.add_route("HEAD", route.path, handler)
 
 
 _SECURITY_SCHEMES = {
