@@ -26,7 +26,16 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN, Client, MakeClient, add_user, reload_widgets, require, wait_for
+from conftest import (
+    ADMIN,
+    CHROMIUM_ARGS,
+    Client,
+    MakeClient,
+    add_user,
+    reload_widgets,
+    require,
+    wait_for,
+)
 from medianest_plugins.arr import pollers
 from test_fake_arr import SONARR_4, Contract
 
@@ -1282,13 +1291,6 @@ async def _says(client: TestClient, words: str) -> bool:
 
 
 # --- in a browser -----------------------------------------------------------------------------
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.mark.browser

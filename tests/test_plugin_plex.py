@@ -31,7 +31,16 @@ import pytest
 import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN, Client, MakeClient, add_user, reload_widgets, require, wait_for
+from conftest import (
+    ADMIN,
+    CHROMIUM_ARGS,
+    Client,
+    MakeClient,
+    add_user,
+    reload_widgets,
+    require,
+    wait_for,
+)
 from medianest_plugins.plex import pollers
 from pydantic import BaseModel
 
@@ -695,14 +704,6 @@ async def test_what_happens_at_plex_reaches_open_dashboards(
             assert "Movies — 6 films" in await fragment(user, "libraries")
     finally:
         await user.session.close()
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.mark.browser

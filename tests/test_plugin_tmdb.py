@@ -22,7 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from conftest import ADMIN, add_user, require, wait_for
+from conftest import ADMIN, CHROMIUM_ARGS, add_user, require, wait_for
 from medianest_plugins.tmdb import pollers
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
@@ -515,14 +515,6 @@ async def test_open_dashboards_hear_of_new_trending_titles(
         # Nothing new since: no more events, however often the poller runs.
         with pytest.raises(asyncio.TimeoutError):
             await ws.receive(timeout=1.0)
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.mark.browser
