@@ -27,6 +27,7 @@ from medianest.core.http import (
     TimedOut,
     Unauthorised,
     Unreachable,
+    waiting_for_services,
 )
 from medianest.core.metrics import REGISTRY
 from medianest.testing import FakeServer
@@ -453,7 +454,16 @@ async def test_fetch_shows_the_last_good_answer_with_the_error(
         f"Sonarr is unreachable; showing data from {good.fetched_at.astimezone():%H:%M}."
     )
 
-    await client.fetch(SERIES, ttl=0.1)  # the second failure opens the breaker
+    # Viewers asking again a moment later get that answer at once, without a new attempt
+    # (the breaker counted one failure); a poller asks the service.
+    again = await client.fetch(SERIES, ttl=0.1)
+    assert again.error is stale.error and client.breaker.failures == 1
+
+    async def poll() -> None:
+        waiting_for_services()
+        await client.fetch(SERIES, ttl=0.1)
+
+    await asyncio.create_task(poll())  # the second failure opens the breaker
     stale = await client.fetch(SERIES, ttl=0.1)
     assert isinstance(stale.error, CircuitOpen) and stale.value == good.value
     assert re.fullmatch(

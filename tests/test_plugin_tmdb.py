@@ -412,13 +412,16 @@ async def test_widget_and_page_with_tmdb_down(tmp_path, make_client, interval):
     await _first_poll(tmdb)
     assert "Inception" in await (await client.get("/widgets/tmdb/trending")).text()
 
-    # TMDB goes away: once the lists are due again, the last good ones show, with their age.
+    # TMDB goes away: once the poller finds it gone, the last good lists show, with their age.
     await tmdb.stop()
-    await asyncio.sleep(0.4)
-    resp = await client.get("/widgets/tmdb/trending")
-    assert resp.status == 200
-    widget = await resp.text()
-    assert re.search(STALE, widget)
+
+    async def stale() -> bool:
+        resp = await client.get("/widgets/tmdb/trending")
+        assert resp.status == 200
+        return re.search(STALE, await resp.text()) is not None
+
+    await wait_for(stale)
+    widget = await (await client.get("/widgets/tmdb/trending")).text()
     assert "Inception" in widget and "widget-unavailable" not in widget
     page = await (await client.get("/discover")).text()
     assert len(re.findall(STALE, page)) == 4

@@ -28,10 +28,12 @@ from .auth import ApiTokens, SessionPolicy, Sessions
 from .bus import Bus, RedisBus
 from .cache import MemoryCache, RedisCache
 from .crypto import SecretBox
+from .dashboard import WidgetBoard
 from .errors import error_middleware
 from .fulfilment import REQUESTS_TOPIC, RequestDesk
 from .jobs import job_queue
 from .keys import (
+    BOARD,
     BOX,
     BUS,
     CACHE,
@@ -56,6 +58,7 @@ from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
 from .settings import Settings, load_keyring
 from .ws import ACCESS_CHANNEL, WebSocketHub
+from .ws import BUS_CHANNEL as WS_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +205,16 @@ async def _websockets(app: web.Application) -> AsyncIterator[None]:
         owner = registry.topic_owner(topic)
         return owner is not None and registry.is_active(owner)
 
+    # The board hears a widget's announcement before the hub passes it on to the dashboards
+    # that will reload the tile, so that the view they ask for is already being computed.
+    board = WidgetBoard(registry, app[SETTINGS].widget_timeout)
+    app[BUS].subscribe(WS_CHANNEL, board.on_bus_message)
+    app[BOARD] = board
     hub = WebSocketHub(app[BUS], app[SETTINGS].ws_queue_size, topic_allowed)
     app[HUB] = hub
     yield
     await hub.close()
+    await board.close()
 
 
 async def _close_websockets(app: web.Application) -> None:

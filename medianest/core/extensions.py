@@ -39,13 +39,18 @@ def call_with(func: Callable[..., Any], **available: Any) -> Any:
     This is how plugin callbacks (and hook implementations) may take fewer arguments than
     MediaNest offers, so new arguments never break existing plugins.
     """
-    try:
-        names = _parameters(func)
-    except TypeError:  # an unhashable callable: read its signature each time
-        names = _parameters.__wrapped__(func)
+    names = parameters(func)
     if names is None:
         return func(**available)
     return func(**{name: available[name] for name in names if name in available})
+
+
+def parameters(func: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The keyword arguments ``func`` declares, or ``None`` when it takes any (``**kwargs``)."""
+    try:
+        return _parameters(func)
+    except TypeError:  # an unhashable callable: read its signature each time
+        return _parameters.__wrapped__(func)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -229,6 +234,12 @@ class Widget:
     """A dashboard tile. ``load`` returns the data ``template`` is rendered with (as ``data``);
     it may take ``plugin`` and ``request``. An event on ``topic`` makes open dashboards
     reload the tile.
+
+    What ``load`` returns is computed once and shown to every viewer of the same
+    ``audience``: ``"everyone"``, ``"role"`` (admins see one thing, other users another) or
+    ``"user"`` (each their own). Left unset, it is ``"user"`` for a loader that takes
+    ``request`` and ``"everyone"`` for one that does not. The template is given ``data`` and
+    ``widget`` only: nothing of the viewer.
     """
 
     name: str
@@ -236,6 +247,7 @@ class Widget:
     template: str
     load: Callable[..., Awaitable[Any]]
     topic: str | None = None
+    audience: Literal["everyone", "role", "user"] | None = None
 
 
 @dataclass(frozen=True)

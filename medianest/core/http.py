@@ -179,6 +179,9 @@ class CircuitBreaker:
 # How long a viewer waits for a refresh another caller is already waiting for, before taking
 # the last good answer: longer than a refused connection's retries take to fail.
 REFRESH_PATIENCE = 1.0
+# How long after a read failed viewers are answered with that failure (and the last good
+# answer) rather than asking the service again; longer when the read's TTL is.
+RETRY_FAILED_AFTER = 5.0
 # Set while a poller runs: its calls wait for the service's own answer (or error), since the
 # poller announces what changed; viewers take the last good answer while it waits.
 _WAIT_FOR_SERVICE: ContextVar[bool] = ContextVar("wait_for_service", default=False)
@@ -275,6 +278,8 @@ class ServiceClient:
         self._not_before = 0.0
         self.last_success_at: datetime | None = None
         self.latency_ms: float | None = None
+        # The last failure of each cached read (by its cache key), with monotonic() of when.
+        self._read_failures: dict[str, tuple[float, ServiceError]] = {}
         self._set_breaker_metric()
 
     async def close(self) -> None:
@@ -420,12 +425,25 @@ class ServiceClient:
         service answers.
         """
         lastgood = self._key(path, params, "lastgood")
-        answer: Awaitable[dict[str, Any]] = self._cached(path, params, ttl, keep_for=keep_for)
+        fresh = self._key(path, params, "fresh")
+        viewer = not _WAIT_FOR_SERVICE.get()
+        failed = self._read_failures.get(fresh)
         if (
             keep_for
-            and not _WAIT_FOR_SERVICE.get()
-            and self._cache.computing(self._key(path, params, "fresh"))
+            and viewer
+            and failed is not None
+            and time.monotonic() - failed[0] < max(ttl, RETRY_FAILED_AFTER)
+            and self.breaker.state != "open"
         ):
+            # The service failed this read a moment ago: a viewer gets the last good answer
+            # with that error at once, without waiting on the service again; the pollers (or
+            # the first viewer after that moment) ask it again. (With the breaker open, asking
+            # fails at once anyway, and says so.)
+            last = await self._cache.get(lastgood)
+            if last is not None:
+                return Fetched(last["v"], datetime.fromisoformat(last["at"]), failed[1])
+        answer: Awaitable[dict[str, Any]] = self._cached(path, params, ttl, keep_for=keep_for)
+        if keep_for and viewer and self._cache.computing(fresh):
             waiting = asyncio.ensure_future(answer)
             done, _ = await asyncio.wait({waiting}, timeout=REFRESH_PATIENCE)
             last = None if done else await self._cache.get(lastgood)
@@ -436,10 +454,12 @@ class ServiceClient:
         try:
             entry = await answer
         except ServiceError as exc:
+            self._read_failures[fresh] = (time.monotonic(), exc)
             last = await self._cache.get(lastgood)
             if last is None:
                 return Fetched(None, None, exc)
             return Fetched(last["v"], datetime.fromisoformat(last["at"]), exc)
+        self._read_failures.pop(fresh, None)
         return Fetched(entry["v"], datetime.fromisoformat(entry["at"]))
 
     async def _cached(

@@ -10,6 +10,7 @@ from .auth import ApiTokens, CurrentUser, Sessions
 from .bus import Bus
 from .cache import Cache
 from .crypto import SecretBox
+from .dashboard import WidgetBoard
 from .fulfilment import RequestDesk
 from .notifications import Notifier
 from .plugins import PluginRegistry
@@ -24,6 +25,7 @@ REDIS = web.AppKey("redis", Redis)
 CACHE = web.AppKey("cache", Cache)
 BUS = web.AppKey("bus", Bus)
 HUB = web.AppKey("hub", WebSocketHub)
+BOARD = web.AppKey("board", WidgetBoard)
 REGISTRY = web.AppKey("registry", PluginRegistry)
 SESSIONS = web.AppKey("sessions", Sessions)
 TOKENS = web.AppKey("tokens", ApiTokens)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,10 +17,10 @@ from .account_views import ACCOUNT_ROUTES
 from .api import ApiModel, add_routes, openapi_document
 from .auth import Permission
 from .auth_views import AUTH_ROUTES
+from .dashboard import WidgetOut
 from .errors import ApiError
-from .extensions import HealthResult, NavItem, Route, Widget, call_with, resolve
-from .http import Fetched
-from .keys import HUB, NOTIFIER, REGISTRY, SETTINGS
+from .extensions import HealthResult, NavItem, Route, Widget
+from .keys import BOARD, HUB, NOTIFIER, REGISTRY
 from .middleware import client_address, current_user, page_csrf_token
 from .ops_views import OPS_ROUTES
 from .plugins import (
@@ -79,16 +77,6 @@ class HealthOut(BaseModel):
 class PluginHealth(BaseModel):
     plugin: str
     checks: list[HealthOut]
-
-
-class WidgetOut(BaseModel):
-    plugin: str
-    name: str
-    title: str
-    topic: str | None
-    data: Any = None
-    error: str | None = None
-    notice: str | None = None
 
 
 class Dashboard(BaseModel):
@@ -190,71 +178,6 @@ async def _save_settings(
 # --- widgets ---------------------------------------------------------------------------
 
 
-@dataclass
-class RenderedWidget:
-    plugin: str
-    widget: Widget
-    data: Any = None
-    html: str = ""
-    error: str | None = None
-    # Shown above data that is not fresh: "Sonarr is unreachable since 10:42; showing…".
-    notice: str | None = None
-
-
-async def _load_widget(
-    request: web.Request, record: PluginRecord, widget: Widget
-) -> RenderedWidget:
-    registry = _registry(request)
-    timeout = request.app[SETTINGS].widget_timeout
-    out = RenderedWidget(record.name, widget)
-    try:
-        out.data = await asyncio.wait_for(
-            resolve(call_with(widget.load, plugin=registry.context(record.name), request=request)),
-            timeout,
-        )
-    except TimeoutError:
-        out.error = f"{widget.title} did not answer within {timeout:g} s."
-    except Exception as exc:
-        if registry.note_failure(record.name, f"widget {widget.name}", exc):
-            log.warning("widget %s:%s failed: %s", record.name, widget.name, exc)
-        out.error = f"{widget.title} is unavailable: {exc}"
-    else:
-        registry.note_success(record.name, f"widget {widget.name}")
-        if isinstance(out.data, Fetched):
-            # A widget fed through the service client layer degrades on its own: the last
-            # good data with its age, or a clear "unavailable" when there is none.
-            fetched, out.data = out.data, out.data.value
-            if fetched.error is not None:
-                if fetched.value is None:
-                    out.error = fetched.describe()
-                else:
-                    out.notice = fetched.describe()
-    return out
-
-
-async def _render_widget(request: web.Request, rendered: RenderedWidget) -> RenderedWidget:
-    if rendered.error is None:
-        try:
-            rendered.html = await aiohttp_jinja2.render_string_async(
-                f"{rendered.plugin}/{rendered.widget.template}",
-                request,
-                {"data": rendered.data, "widget": rendered.widget},
-            )
-        except Exception as exc:
-            log.exception("widget %s:%s failed to render", rendered.plugin, rendered.widget.name)
-            rendered.error = f"{rendered.widget.title} could not be shown: {type(exc).__name__}"
-    return rendered
-
-
-async def _all_widgets(request: web.Request) -> list[RenderedWidget]:
-    jobs = [
-        _load_widget(request, record, widget)
-        for record in _registry(request).active_records()
-        for widget in record.widgets
-    ]
-    return list(await asyncio.gather(*jobs))
-
-
 def _find_widget(request: web.Request) -> tuple[PluginRecord, Widget]:
     registry = _registry(request)
     name, widget_name = request.match_info["name"], request.match_info["widget"]
@@ -323,19 +246,17 @@ CORE_NAV = [
 
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
     """The dashboard: every enabled integration's widgets."""
-    widgets = await asyncio.gather(
-        *(_render_widget(request, w) for w in await _all_widgets(request))
-    )
+    views = await request.app[BOARD].views(request, current_user(request))
     return await aiohttp_jinja2.render_template_async(
-        "dashboard.html", request, {"widgets": widgets}
+        "dashboard.html", request, {"tiles": [view.tile for view in views]}
     )
 
 
 async def widget_fragment(request: web.Request) -> web.StreamResponse:
     """One widget's HTML, fetched by the dashboard when its topic announces new data."""
     record, widget = _find_widget(request)
-    rendered = await _render_widget(request, await _load_widget(request, record, widget))
-    return await aiohttp_jinja2.render_template_async("widget.html", request, {"w": rendered})
+    view = await request.app[BOARD].view(record, widget, request, current_user(request))
+    return web.Response(text=view.tile, content_type="text/html")
 
 
 async def admin_plugins_page(
@@ -568,22 +489,12 @@ async def plugin_health(request: web.Request) -> PluginHealth:
     return PluginHealth(plugin=record.name, checks=[HealthOut(**c.__dict__) for c in checks])
 
 
-async def dashboard_data(request: web.Request) -> Dashboard:
+async def dashboard_data(request: web.Request) -> web.StreamResponse:
     """The data of every widget of every enabled integration."""
-    return Dashboard(
-        widgets=[
-            WidgetOut(
-                plugin=w.plugin,
-                name=w.widget.name,
-                title=w.widget.title,
-                topic=w.widget.topic,
-                data=w.data,
-                error=w.error,
-                notice=w.notice,
-            )
-            for w in await _all_widgets(request)
-        ]
-    )
+    views = await request.app[BOARD].views(request, current_user(request))
+    # Each widget's JSON is kept with its view: the answer is only their join.
+    body = b'{"widgets":[' + b",".join(view.json for view in views) + b"]}"
+    return web.Response(body=body, content_type="application/json")
 
 
 async def healthz(request: web.Request) -> Liveness:

@@ -79,6 +79,8 @@ def register_widgets() -> list[Widget]:
             "now_playing.html",
             widgets.load_now_playing,
             topic=pollers.SESSIONS_TOPIC,
+            # Admins see who watches what; everyone else a count.
+            audience="role",
         ),
         Widget(
             "recent",

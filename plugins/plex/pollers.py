@@ -292,6 +292,13 @@ def _fingerprint(data: Any) -> str:
     return hashlib.sha256(orjson.dumps(body, default=str)).hexdigest()
 
 
+async def server_token_changed(plugin: PluginContext) -> None:
+    """Tell open dashboards (and the widgets' shared views) that the server's token changed."""
+    for topic in (STATUS_TOPIC, SESSIONS_TOPIC, RECENT_TOPIC, LIBRARIES_TOPIC):
+        await plugin.cache.delete(f"plex:announced:{topic}")
+        await plugin.publish(topic, "updated", {"ok": True})
+
+
 async def announce(
     plugin: PluginContext,
     topic: str,

@@ -27,6 +27,7 @@ from medianest import (
     site_url,
 )
 
+from . import pollers
 from .plextv import PinGone, PlexClient, PlexError, Refused, Unreachable
 
 START = "/auth/plex/start"
@@ -174,7 +175,12 @@ async def callback(request: web.Request, plugin: PluginContext) -> web.StreamRes
             "access": access,
         },
     )
-    return _forget_pending(await sign_in(request, identity, next_url))
+    response = await sign_in(request, identity, next_url)
+    if identity.owner:
+        # The owner's token is the one MediaNest talks to the server with: what every
+        # widget shows may change with it.
+        await pollers.server_token_changed(plugin)
+    return _forget_pending(response)
 
 
 async def _waiting(request: web.Request, retry: str) -> web.StreamResponse:

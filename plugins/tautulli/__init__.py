@@ -38,6 +38,7 @@ def register_widgets() -> list[Widget]:
             "activity.html",
             widgets.load_activity,
             topic=pollers.ACTIVITY_TOPIC,
+            audience="role",
         ),
         Widget(
             "stats",
@@ -45,6 +46,7 @@ def register_widgets() -> list[Widget]:
             "stats.html",
             widgets.load_stats,
             topic=pollers.STATS_TOPIC,
+            audience="role",
         ),
         Widget(
             "history",
@@ -52,6 +54,7 @@ def register_widgets() -> list[Widget]:
             "history.html",
             widgets.load_history,
             topic=pollers.HISTORY_TOPIC,
+            audience="role",
         ),
     ]
 

@@ -60,6 +60,8 @@ def register_widgets() -> list[Widget]:
             template="status.html",
             load=widgets.load_status,
             topic=store.TOPIC,
+            # Each user's own downloads.
+            audience="user",
         )
     ]
 
