@@ -19,6 +19,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .auth import Permission
+from .cache import Cache
 from .extensions import Notice
 from .models import Notification, User
 from .plugins import PluginRegistry
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # The websocket topic of a user's own news: their notifications and their requests' changes.
 ME_TOPIC = "me"
+# Every page shows the unread count on the bell: kept in the cache, and written there anew
+# by every change of a user's list; the TTL bounds what a race between processes can leave.
+UNREAD_SECONDS = 60.0
 notifications_t = cast(Table, Notification.__table__)
 users_t = cast(Table, User.__table__)
 
@@ -46,10 +50,13 @@ class NotificationRecord:
 class Notifier:
     """Writes notices to people's lists, pushes them live and hands them to the plugins."""
 
-    def __init__(self, engine: AsyncEngine, hub: WebSocketHub, registry: PluginRegistry) -> None:
+    def __init__(
+        self, engine: AsyncEngine, hub: WebSocketHub, registry: PluginRegistry, cache: Cache
+    ) -> None:
         self._engine = engine
         self._hub = hub
         self._registry = registry
+        self._cache = cache
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def managers(self) -> list[uuid.UUID]:
@@ -88,6 +95,7 @@ class Notifier:
                 )
             counts = await self.unread_counts(people)
             for person in people:
+                await self._keep_unread(person, counts.get(person, 0))
                 await self._hub.publish(
                     ME_TOPIC,
                     "notification",
@@ -127,7 +135,16 @@ class Notifier:
             return {user_id: count for user_id, count in rows}
 
     async def unread(self, user_id: uuid.UUID) -> int:
-        return (await self.unread_counts([user_id])).get(user_id, 0)
+        """How many of the user's notifications are unread (the bell's number)."""
+        kept = await self._cache.get(_unread_key(user_id))
+        if isinstance(kept, int):
+            return kept
+        count = (await self.unread_counts([user_id])).get(user_id, 0)
+        await self._keep_unread(user_id, count)
+        return count
+
+    async def _keep_unread(self, user_id: uuid.UUID, count: int) -> None:
+        await self._cache.set(_unread_key(user_id), count, UNREAD_SECONDS)
 
     async def list_for(
         self, user_id: uuid.UUID, limit: int = 50, before: int | None = None
@@ -172,8 +189,13 @@ class Notifier:
             done = await conn.execute(
                 update(notifications_t).where(*conditions).values(read_at=datetime.now(UTC))
             )
-        unread = await self.unread(user_id)
+        unread = (await self.unread_counts([user_id])).get(user_id, 0)
+        await self._keep_unread(user_id, unread)
         await self._hub.publish(
             ME_TOPIC, "notifications-read", {"unread": unread}, user_id=str(user_id)
         )
         return int(done.rowcount)
+
+
+def _unread_key(user_id: uuid.UUID) -> str:
+    return f"notifications:unread:{user_id}"
