@@ -31,6 +31,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from .auth import CurrentUser
 from .extensions import PluginContext, Widget, call_with, parameters, resolve
@@ -87,7 +88,8 @@ def audience(widget: Widget, user: CurrentUser | None) -> str:
     kind = widget.audience
     if kind is None:
         # A loader that reads the request may show each user something else.
-        kind = "user" if "request" in (parameters(widget.load) or ("request",)) else "everyone"
+        names = parameters(widget.load)  # None: it takes **kwargs, the request among them
+        kind = "user" if names is None or "request" in names else "everyone"
     if kind == "everyone":
         return "*"
     if user is None:
@@ -251,7 +253,13 @@ class WidgetBoard:
             error=rendered.error,
             notice=rendered.notice,
         )
-        return WidgetView(rendered, out.model_dump_json().encode(), tile, context, time.monotonic())
+        try:
+            json = out.model_dump_json().encode()
+        except PydanticSerializationError as exc:
+            log.error("widget %s:%s data is not JSON: %s", record.name, widget.name, exc)
+            out.data, out.error = None, f"{widget.title} could not be shown: its data is not JSON"
+            json = out.model_dump_json().encode()
+        return WidgetView(rendered, json, tile, context, time.monotonic())
 
     async def _load(
         self,
