@@ -118,6 +118,8 @@ class Options:
     results_path: Path | None
     postgres_url: str | None
     profile_dir: Path | None = None
+    # The README's copy of the latest table (replaced by complete full runs only).
+    readme_path: Path | None = None
 
 
 ALL_SCENARIOS = [
@@ -842,7 +844,8 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--results",
         type=Path,
-        help="the Markdown file whose latest table is replaced (full runs: bench/RESULTS.md)",
+        help="the Markdown file whose latest table is replaced (full runs of every scenario: "
+        "bench/RESULTS.md, and the README's copy)",
     )
     parser.add_argument(
         "--postgres",
@@ -859,6 +862,8 @@ def parse(argv: list[str] | None) -> Options:
     )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
+    # Only a full run of every scenario replaces the published tables.
+    complete = not quick and not args.scenario
     return Options(
         quick=quick,
         duration=args.duration or (3.0 if quick else 15.0),
@@ -867,7 +872,8 @@ def parse(argv: list[str] | None) -> Options:
         subscribers=args.subscribers or (500 if quick else 10_000),
         scenarios=args.scenario or ALL_SCENARIOS,
         json_path=args.json or HERE / "results.json",
-        results_path=args.results or (None if quick else HERE / "RESULTS.md"),
+        results_path=args.results or (HERE / "RESULTS.md" if complete else None),
+        readme_path=ROOT / "README.md" if complete and not args.results else None,
         postgres_url=args.postgres or None,
         profile_dir=args.profile,
     )
@@ -889,4 +895,6 @@ def main(argv: list[str] | None = None) -> int:
     options.json_path.write_text(json.dumps(report, indent=2) + "\n")
     if options.results_path is not None:
         update_results(options.results_path, report)
+    if options.readme_path is not None and MARK_START in options.readme_path.read_text():
+        update_results(options.readme_path, report)
     return 0 if not math.isnan(report["baseline_requests_per_s"]) else 1

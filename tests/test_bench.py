@@ -92,3 +92,28 @@ def test_without_wrk_the_benchmark_says_how_to_get_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "wrk" in result.stderr and "apt-get install wrk" in result.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_only_a_complete_full_run_replaces_the_published_tables(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.harness import parse, update_results
+    finally:
+        sys.path.remove(str(ROOT))
+    complete = parse([])
+    assert complete.results_path == ROOT / "bench" / "RESULTS.md"
+    assert complete.readme_path == ROOT / "README.md"
+    for partial in (["--quick"], ["--scenario", "ws-fanout"]):
+        options = parse(partial)
+        assert options.results_path is None and options.readme_path is None
+    # The README carries the markers the table goes between, and keeps what surrounds them.
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- bench:latest -->" in readme and "<!-- /bench:latest -->" in readme
+    copy = tmp_path / "README.md"
+    copy.write_text(readme)
+    report = json.loads((ROOT / "bench" / "results.json").read_text())
+    update_results(copy, report)
+    updated = copy.read_text()
+    assert updated.split("<!-- bench:latest -->")[0] == readme.split("<!-- bench:latest -->")[0]
+    assert updated.split("<!-- /bench:latest -->")[1] == readme.split("<!-- /bench:latest -->")[1]
+    assert report["date"] in updated
