@@ -270,7 +270,7 @@ async def account_page(
     """Your account: where you are signed in, and your API tokens."""
     user = require_user(request)
     labels = [PERMISSION_LABELS[p] for p in Permission if user.has(p)]
-    response = await aiohttp_jinja2.render_template_async(
+    response = aiohttp_jinja2.render_template(
         "account.html",
         request,
         {
@@ -574,7 +574,7 @@ async def admin_users_page(request: web.Request, query: UsersQuery) -> web.Strea
     page = await _user_page(_engine(request), query)
     previous = max(query.offset - query.limit, 0) if query.offset else None
     following = query.offset + query.limit if query.offset + query.limit < page.total else None
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "admin/users.html",
         request,
         {
@@ -609,7 +609,7 @@ async def admin_user_page(
         }
         for p in Permission
     ]
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "admin/user.html",
         request,
         {
@@ -776,7 +776,7 @@ async def admin_audit_page(request: web.Request, query: AuditQuery) -> web.Strea
             if v
         }
         older_url = "/admin/audit?" + urlencode(params)
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "admin/audit.html",
         request,
         {"page": page, "query": query, "older_url": older_url},

@@ -104,7 +104,7 @@ async def sign_in_problem(
     request: web.Request, message: str, *, status: int = 400, retry: str | None = None
 ) -> web.StreamResponse:
     """A page that explains why signing in did not work, with a way forward."""
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "signin_problem.html", request, {"message": message, "retry": retry}, status=status
     )
 
@@ -142,7 +142,7 @@ async def login_page(
     registry = request.app[REGISTRY]
     providers = [p for r in registry.active_records() for p in r.sign_in_providers]
     needs_setup = not await admin_exists(request.app[ENGINE])
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "login.html",
         request,
         {
@@ -232,9 +232,7 @@ async def setup_page(
 ) -> web.StreamResponse:
     """First run: create the first admin. Only while no admin exists, and only from here."""
     await _check_setup(request)
-    return await aiohttp_jinja2.render_template_async(
-        "setup.html", request, {"error": error}, status=status
-    )
+    return aiohttp_jinja2.render_template("setup.html", request, {"error": error}, status=status)
 
 
 async def _check_setup(request: web.Request) -> None:

@@ -238,11 +238,11 @@ class WidgetBoard:
         context = self._registry.context(record.name)
         rendered = await self._load(record, widget, context, request)
         if rendered.error is None:
-            rendered = await _render_body(request, rendered, context)
+            rendered = _render_body(request, rendered)
         tile = Markup(
-            await aiohttp_jinja2.get_env(request.app)
+            aiohttp_jinja2.get_env(request.app)
             .get_template("widget.html")
-            .render_async(w=rendered, app=request.app)
+            .render(w=rendered, app=request.app)
         )
         out = WidgetOut(
             plugin=rendered.plugin,
@@ -340,17 +340,13 @@ class WidgetBoard:
         self._computing.clear()
 
 
-async def _render_body(
-    request: web.Request, rendered: RenderedWidget, context: PluginContext
-) -> RenderedWidget:
+def _render_body(request: web.Request, rendered: RenderedWidget) -> RenderedWidget:
     """The widget's own template, with ``data`` and ``widget`` (and nothing of the viewer:
     the HTML is shared by the audience)."""
     name = f"{rendered.plugin}/{rendered.widget.template}"
     try:
         template = aiohttp_jinja2.get_env(request.app).get_template(name)
-        rendered.html = await template.render_async(
-            data=rendered.data, widget=rendered.widget, app=request.app
-        )
+        rendered.html = template.render(data=rendered.data, widget=rendered.widget, app=request.app)
     except Exception as exc:
         log.exception("widget %s:%s failed to render", rendered.plugin, rendered.widget.name)
         rendered.error = f"{rendered.widget.title} could not be shown: {type(exc).__name__}"

@@ -73,7 +73,7 @@ async def _render(request: web.Request, err: ApiError) -> web.StreamResponse:
     if _wants_json(request):
         return json_response(error_body(err), status=err.status)
     try:
-        return await aiohttp_jinja2.render_template_async(
+        return aiohttp_jinja2.render_template(
             "error.html", request, {"error": err}, status=err.status
         )
     except Exception:  # the error page itself must never fail

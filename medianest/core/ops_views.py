@@ -318,7 +318,7 @@ async def system(request: web.Request) -> SystemOut:
 
 
 async def system_page(request: web.Request) -> web.StreamResponse:
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "admin/system.html", request, {"system": await _system(request)}
     )
 

@@ -400,9 +400,7 @@ async def search(request: web.Request, query: SearchQuery) -> SearchOut:
 async def search_page(request: web.Request) -> web.StreamResponse:
     q = request.query.get("q", "").strip()[:200]
     found = await _search(request, q) if q else None
-    return await aiohttp_jinja2.render_template_async(
-        "search.html", request, {"q": q, "found": found}
-    )
+    return aiohttp_jinja2.render_template("search.html", request, {"q": q, "found": found})
 
 
 async def media_statuses(request: web.Request, query: StatusQuery) -> StatusesOut:
@@ -507,7 +505,7 @@ async def get_media(request: web.Request) -> MediaOut:
 async def media_page(request: web.Request) -> web.StreamResponse:
     media = await _media(request)
     quotas = await _quotas(request)
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "media.html",
         request,
         {"media": media, "quotas": quotas, "error": request.query.get("error", "")[:300]},
@@ -691,7 +689,7 @@ async def requests_page(request: web.Request) -> web.StreamResponse:
     def page_url(number: int) -> str:
         return "/requests?" + urlencode({**base, "page": number}, doseq=True)
 
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "requests.html",
         request,
         {
@@ -713,7 +711,7 @@ async def request_page(request: web.Request) -> web.StreamResponse:
     record = await _visible_record(request)
     user = require_user(request)
     out = request_out(record, await requests.history(request.app[ENGINE], record.id))
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "request.html",
         request,
         {
@@ -868,9 +866,7 @@ async def read_notifications(request: web.Request, body: ReadIn) -> ReadOut:
 
 async def notifications_page(request: web.Request) -> web.StreamResponse:
     found = await _notifications(request, NotificationQuery())
-    return await aiohttp_jinja2.render_template_async(
-        "notifications.html", request, {"found": found}
-    )
+    return aiohttp_jinja2.render_template("notifications.html", request, {"found": found})
 
 
 async def read_notifications_form(request: web.Request) -> web.StreamResponse:

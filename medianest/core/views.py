@@ -247,7 +247,7 @@ CORE_NAV = [
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
     """The dashboard: every enabled integration's widgets."""
     views = await request.app[BOARD].views(request, current_user(request))
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "dashboard.html", request, {"tiles": [view.tile for view in views]}
     )
 
@@ -288,7 +288,7 @@ async def admin_plugins_page(
         }
         for record in sorted(registry.records.values(), key=lambda r: r.name)
     ]
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "admin/plugins.html", request, {"plugins": plugins, "errors": errors or {}}, status=status
     )
 

@@ -184,9 +184,7 @@ async def callback(request: web.Request, plugin: PluginContext) -> web.StreamRes
 
 
 async def _waiting(request: web.Request, retry: str) -> web.StreamResponse:
-    response = await aiohttp_jinja2.render_template_async(
-        "plex/waiting.html", request, {"retry": retry}
-    )
+    response = aiohttp_jinja2.render_template("plex/waiting.html", request, {"retry": retry})
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -56,7 +56,7 @@ async def discover_page(request: web.Request, plugin: PluginContext) -> web.Stre
                     "problem": got.describe() or None,
                 }
             )
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "tmdb/discover.html",
         request,
         {"configured": tmdb.configured, "sections": sections},

@@ -101,7 +101,7 @@ async def page(request: web.Request, plugin: PluginContext) -> web.StreamRespons
     user = _user(request)
     settings: Settings = plugin.settings
     rows = await store.of_user(plugin, user.id)
-    return await aiohttp_jinja2.render_template_async(
+    return aiohttp_jinja2.render_template(
         "youtube/downloads.html",
         request,
         {
