@@ -17,7 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +40,9 @@ from .plugins import PluginRegistry
 from .requests import Holding, RequestRecord
 from .settings import Settings
 from .ws import WebSocketHub
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +133,12 @@ class RequestDesk:
         registry: PluginRegistry,
         hub: WebSocketHub,
         notifier: Notifier,
+        cache: Cache,
     ) -> None:
         self.engine = engine
+        self.cache = cache
+        # Every write below that a list of requests shows takes a new generation.
+        self.generation = requests.Generation(cache)
         self.settings = settings
         self.registry = registry
         self.hub = hub
@@ -217,6 +224,7 @@ class RequestDesk:
         created = await requests.create(
             self.engine, self.settings, user, details, tmdb_id, seasons, is_4k, holding
         )
+        await self.generation.bump()
         record = await requests.get(self.engine, created.request_id)
         await requests.save_availability(self.engine, record.media_id, answers)
         await self._announce(record, "updated" if created.extended else "created")
@@ -239,6 +247,7 @@ class RequestDesk:
     ) -> RequestRecord:
         """Approve, decline or retry one request as ``user`` (who may manage requests)."""
         await requests.move(self.engine, request_id, action, actor=user.id, comment=comment)
+        await self.generation.bump()
         if action in DECISIONS:
             REQUEST_DECISIONS.labels(DECISIONS[action]).inc()
         record = await requests.get(self.engine, request_id)
@@ -254,6 +263,7 @@ class RequestDesk:
 
     async def delete(self, user: CurrentUser, request_id: uuid.UUID) -> RequestRecord:
         record = await requests.delete_request(self.engine, user, request_id)
+        await self.generation.bump()
         await self._announce(record, "deleted")
         return record
 
@@ -323,6 +333,7 @@ class RequestDesk:
         except ApiError as exc:  # declined or deleted while Sonarr or Radarr was asked
             log.info("request %s changed during fulfilment: %s", record.id, exc.message)
             return
+        await self.generation.bump()
         record = await requests.get(self.engine, record.id)
         await self._announce(record, "updated")
         if not result.ok:
@@ -404,6 +415,7 @@ class RequestDesk:
             )
         except ApiError:
             return  # another process moved it first, and told everyone
+        await self.generation.bump()
         record = await requests.get(self.engine, record.id)
         await self._announce(record, "updated")
         await self._tell(record, "MEDIA_AVAILABLE", message)
@@ -413,6 +425,7 @@ class RequestDesk:
         if now == record.details.get("progress"):
             return
         await requests.set_details(self.engine, record.id, {"progress": now})
+        await self.generation.bump()
         record = await requests.get(self.engine, record.id)
         await self._announce(record, "progress")
 

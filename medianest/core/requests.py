@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,9 @@ from .models import (
     User,
 )
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 MediaType = Literal["movie", "tv"]
 Status = Literal[
@@ -183,6 +186,36 @@ async def move(
             )
         )
     return str(row.status)
+
+
+# --- what has changed ----------------------------------------------------------------------
+
+
+class Generation:
+    """A token that changes with every write that a list of requests can show (a request made,
+    decided, moved, deleted, its progress), kept in the cache: in Redis, so that a write in one
+    process makes what every process cached of the lists stale at once.
+
+    Lists are cached under the token they were read at; a write commits, then takes a new token,
+    so the next list is read afresh. Tokens are random, never reused: a token that was lost (an
+    emptied Redis, an evicted entry) is replaced by a new one, never by an earlier one.
+    """
+
+    KEY = "requests:generation"
+    TTL = 86_400.0
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    async def token(self) -> str:
+        found = await self.cache.get(self.KEY)
+        if found is None:
+            found = uuid.uuid4().hex
+            await self.cache.set(self.KEY, found, self.TTL)
+        return str(found)
+
+    async def bump(self) -> None:
+        await self.cache.set(self.KEY, uuid.uuid4().hex, self.TTL)
 
 
 # --- reading requests -----------------------------------------------------------------------
@@ -421,7 +454,9 @@ async def list_requests(engine: AsyncEngine, wanted: RequestFilter) -> RequestPa
             if wanted.statuses
             else sum(counts.values())
         )
-        items = _records(rows, await _seasons_of(conn, [row.id for row in rows]))
+        # Only a series request has seasons.
+        series = [row.id for row in rows if row.media_type == "tv"]
+        items = _records(rows, await _seasons_of(conn, series))
     return RequestPage(items, total, counts)
 
 
