@@ -371,29 +371,46 @@ class RequestDesk:
 
     async def track(self, ids: Mapping[str, str] | None = None) -> None:
         """Bring the requests in progress (those of the media with ``ids``, or all) up to date
-        with the download queues and Plex."""
+        with the download queues and Plex.
+
+        What the media servers hold is asked of each media item, then saved for all of them at
+        once (only what changed is written); the requests that moved or progressed are written
+        one by one. A round over thousands of requests hands the event loop back between media
+        items, so that a busy server keeps answering while it runs.
+        """
         async with self._track_lock:
             records = await requests.tracked(self.engine, ids)
             by_media: dict[uuid.UUID, list[RequestRecord]] = {}
             for record in records:
                 by_media.setdefault(record.media_id, []).append(record)
+            looked: list[tuple[list[RequestRecord], list[Availability]]] = []
             for group in by_media.values():
-                await self._track_media(group)
+                first = group[0]
+                looked.append((group, await self.availability(first.media_type, first.ids)))
+                await asyncio.sleep(0)
+            await requests.save_availabilities(
+                self.engine, {group[0].media_id: answers for group, answers in looked}
+            )
+            for group, answers in looked:
+                await self._track_media(group, answers)
+                await asyncio.sleep(0)
 
-    async def _track_media(self, group: list[RequestRecord]) -> None:
+    async def _track_media(self, group: list[RequestRecord], answers: list[Availability]) -> None:
         first = group[0]
-        answers = await self.availability(first.media_type, first.ids)
-        await requests.save_availability(self.engine, first.media_id, answers)
         holding = requests.holding_from(answers, first.metadata)
-        found = await self.registry.call_each(
-            "request_progress", ids=first.ids, media_type=first.media_type
-        )
-        items = [p for _, answer in found for p in (answer or ()) if isinstance(p, Progress)]
+        items: list[Progress] | None = None
         for record in group:
             target = status_from(record, holding)
             if target is not None and target != record.status:
                 await self._arrive(record, target, holding)
             elif record.status != "approved":
+                if items is None:  # asked once per media item, and only when needed
+                    found = await self.registry.call_each(
+                        "request_progress", ids=first.ids, media_type=first.media_type
+                    )
+                    items = [
+                        p for _, answer in found for p in (answer or ()) if isinstance(p, Progress)
+                    ]
                 await self._progress(record, items)
 
     async def _arrive(self, record: RequestRecord, target: str, holding: Holding) -> None:

@@ -495,20 +495,75 @@ async def save_availability(
     engine: AsyncEngine, media_id: uuid.UUID, answers: Sequence[Availability]
 ) -> None:
     """Keep what each server said of one media item (replacing its earlier answer)."""
-    if not answers:
-        return
+    await save_availabilities(engine, {media_id: answers})
+
+
+# Ids per ``IN (...)`` list: well under SQLite's limit of bound parameters.
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def _kept(answer: Availability) -> tuple[Any, ...]:
+    """What is stored of one server's answer, but for when it was checked."""
+    seasons = tuple(sorted((n, s.present, s.known) for n, s in answer.seasons.items()))
+    return (answer.server_name, answer.source, answer.available, answer.key, seasons)
+
+
+async def save_availabilities(
+    engine: AsyncEngine, found: Mapping[uuid.UUID, Sequence[Availability]]
+) -> int:
+    """Keep what each server said of each media item (by id), replacing its earlier answer.
+
+    What is stored already is read for all of them at once, and only the answers that differ
+    are written (``checked_at`` is the check that found the stored answer): a round of checks
+    in which nothing changed writes nothing. Returns how many answers were written.
+    """
+    found = {media_id: answers for media_id, answers in found.items() if answers}
+    if not found:
+        return 0
+    a, s = availability_t.c, season_availability_t.c
+    stored: dict[tuple[uuid.UUID, str], list[Any]] = {}
+    async with engine.connect() as conn:
+        for chunk in _chunks(list(found)):
+            rows = await conn.execute(
+                select(a.media_id, a.server_id, a.server_name, a.source, a.available, a.key).where(
+                    a.media_id.in_(chunk)
+                )
+            )
+            for media_id, server_id, name, source, available, key in rows:
+                stored[(media_id, server_id)] = [name, source, bool(available), key, []]
+            season_rows = await conn.execute(
+                select(s.media_id, s.server_id, s.season, s.present, s.known)
+                .where(s.media_id.in_(chunk))
+                .order_by(s.media_id, s.server_id, s.season)
+            )
+            for media_id, server_id, season, present, known in season_rows:
+                entry = stored.get((media_id, server_id))
+                if entry is not None:
+                    entry[4].append((season, present, known))
+    changed = [
+        (media_id, answer)
+        for media_id, answers in found.items()
+        for answer in answers
+        if (kept := stored.get((media_id, answer.server_id))) is None
+        or (*kept[:4], tuple(kept[4])) != _kept(answer)
+    ]
+    if not changed:
+        return 0
     now = utcnow()
     async with engine.begin() as conn:
-        for answer in answers:
-            where = and_(
-                availability_t.c.media_id == media_id,
-                availability_t.c.server_id == answer.server_id,
+        for media_id, answer in changed:
+            await conn.execute(
+                delete(availability_t).where(
+                    a.media_id == media_id, a.server_id == answer.server_id
+                )
             )
-            await conn.execute(delete(availability_t).where(where))
             await conn.execute(
                 delete(season_availability_t).where(
-                    season_availability_t.c.media_id == media_id,
-                    season_availability_t.c.server_id == answer.server_id,
+                    s.media_id == media_id, s.server_id == answer.server_id
                 )
             )
             await conn.execute(
@@ -537,6 +592,7 @@ async def save_availability(
                         for number, season in answer.seasons.items()
                     ],
                 )
+    return len(changed)
 
 
 def holding_from(answers: Sequence[Availability], metadata: Mapping[str, Any]) -> Holding:
