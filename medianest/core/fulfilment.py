@@ -17,6 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -222,11 +223,10 @@ class RequestDesk:
                 )
         holding, answers = await self.holding(details)
         created = await requests.create(
-            self.engine, self.settings, user, details, tmdb_id, seasons, is_4k, holding
+            self.engine, self.settings, user, details, tmdb_id, seasons, is_4k, holding, answers
         )
         await self.generation.bump()
-        record = await requests.get(self.engine, created.request_id)
-        await requests.save_availability(self.engine, record.media_id, answers)
+        record = created.record or await requests.get(self.engine, created.request_id)
         await self._announce(record, "updated" if created.extended else "created")
         if created.extended:
             return created, record
@@ -321,26 +321,31 @@ class RequestDesk:
             by, result = answer
         try:
             if result.ok:
+                given = {"fulfilled_by": by, "external_id": result.external_id}
                 await requests.move(
                     self.engine,
                     record.id,
                     "process",
                     comment=result.message or None,
-                    details={"fulfilled_by": by, "external_id": result.external_id},
+                    details=given,
+                )
+                # What the move wrote, without reading it back.
+                record = replace(
+                    record, status="processing", reason=None, details={**record.details, **given}
                 )
             else:
                 await requests.move(self.engine, record.id, "fail", comment=result.message)
+                record = replace(record, status="failed", reason=result.message)
         except ApiError as exc:  # declined or deleted while Sonarr or Radarr was asked
             log.info("request %s changed during fulfilment: %s", record.id, exc.message)
             return
         await self.generation.bump()
-        record = await requests.get(self.engine, record.id)
         await self._announce(record, "updated")
         if not result.ok:
             await self._tell(record, "MEDIA_FAILED", result.message, managers=True)
         else:
             # What was added may be in the queue (or even in Plex) already.
-            self._check_soon(record.media_type, record.ids)
+            self._check_media_soon(record.media_id)
 
     # --- following requests in progress ---------------------------------------------------
 
@@ -359,19 +364,29 @@ class RequestDesk:
         self._check_soon(media_type, ids)
 
     def _check_soon(self, media_type: str, ids: Mapping[str, str]) -> None:
-        task = asyncio.create_task(self._check(dict(ids)))
+        self._start_check(ids=dict(ids) or None)
+
+    def _check_media_soon(self, media_id: uuid.UUID) -> None:
+        self._start_check(media_id=media_id)
+
+    def _start_check(
+        self, *, ids: Mapping[str, str] | None = None, media_id: uuid.UUID | None = None
+    ) -> None:
+        task = asyncio.create_task(self._check(ids, media_id))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 
-    async def _check(self, ids: Mapping[str, str]) -> None:
+    async def _check(self, ids: Mapping[str, str] | None, media_id: uuid.UUID | None) -> None:
         try:
-            await self.track(ids or None)
+            await self.track(ids, media_id=media_id)
         except Exception:
             log.exception("checking requests after a change failed")
 
-    async def track(self, ids: Mapping[str, str] | None = None) -> None:
-        """Bring the requests in progress (those of the media with ``ids``, or all) up to date
-        with the download queues and Plex.
+    async def track(
+        self, ids: Mapping[str, str] | None = None, *, media_id: uuid.UUID | None = None
+    ) -> None:
+        """Bring the requests in progress (those of the media with ``ids``, of the media item
+        ``media_id``, or all) up to date with the download queues and Plex.
 
         What the media servers hold is asked of each media item, then saved for all of them at
         once (only what changed is written); the requests that moved or progressed are written
@@ -379,7 +394,7 @@ class RequestDesk:
         items, so that a busy server keeps answering while it runs.
         """
         async with self._track_lock:
-            records = await requests.tracked(self.engine, ids)
+            records = await requests.tracked(self.engine, ids, media_id=media_id)
             by_media: dict[uuid.UUID, list[RequestRecord]] = {}
             for record in records:
                 by_media.setdefault(record.media_id, []).append(record)
