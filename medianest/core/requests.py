@@ -11,8 +11,11 @@ What Plex holds is kept per (media, server) and per season (``media_availability
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
@@ -83,6 +86,29 @@ def listed(seasons: Iterable[int]) -> str:
     return f"{word} {', '.join(str(n) for n in ordered)}"
 
 
+# --- writing ---------------------------------------------------------------------------------
+
+_writers: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that writes requests. SQLite has one writer at a time: this process's
+    writers of requests take turns here, each woken as soon as the one before is done, rather
+    than in SQLite's own wait, which polls with growing sleeps while holding a pooled connection
+    (under load the pool runs dry, and readers wait too). PostgreSQL locks rows, not the
+    database: its transactions start at once."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _writers.get(engine.sync_engine)
+    if lock is None:
+        lock = _writers[engine.sync_engine] = asyncio.Lock()
+    async with lock, engine.begin() as conn:
+        yield conn
+
+
 # --- the state machine ----------------------------------------------------------------------
 
 
@@ -142,7 +168,7 @@ async def move(
     the request is in a state the move may not leave (someone else moved it first, say).
     """
     step = MOVES[action]
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         row = (
             await conn.execute(
                 select(requests_t.c.status, requests_t.c.details).where(
@@ -523,24 +549,41 @@ async def save_availabilities(
     are written (``checked_at`` is the check that found the stored answer): a round of checks
     in which nothing changed writes nothing. Returns how many answers were written.
     """
-    if not any(found.values()):
+    found = {media_id: answers for media_id, answers in found.items() if answers}
+    if not found:
         return 0
-    # Reads take no write lock (SQLite's transactions start writing at their first write).
-    async with engine.begin() as conn:
-        return await keep_availability(conn, found)
+    # Read apart from the write: a transaction that reads first may not write afterwards if
+    # another wrote meanwhile (SQLite); writing the same answer twice does no harm.
+    async with engine.connect() as conn:
+        stored = await _stored_availability(conn, list(found))
+    changed = _changed_availability(found, stored)
+    if changed:
+        async with writing(engine) as conn:
+            await _write_availability(conn, changed)
+    return len(changed)
 
 
 async def keep_availability(
     conn: AsyncConnection, found: Mapping[uuid.UUID, Sequence[Availability]], *, new: bool = False
 ) -> int:
-    """:func:`save_availabilities` within the transaction of ``conn``; ``new``: the media items
-    were made in this transaction, so nothing is stored of them to read."""
+    """:func:`save_availabilities` within the (writing) transaction of ``conn``; ``new``: the
+    media items were made in this transaction, so nothing is stored of them to read."""
     found = {media_id: answers for media_id, answers in found.items() if answers}
     if not found:
         return 0
+    stored = {} if new else await _stored_availability(conn, list(found))
+    changed = _changed_availability(found, stored)
+    await _write_availability(conn, changed, read_here=True)
+    return len(changed)
+
+
+Stored = dict[tuple[uuid.UUID, str], list[Any]]
+
+
+async def _stored_availability(conn: AsyncConnection, media_ids: Sequence[uuid.UUID]) -> Stored:
     a, s = availability_t.c, season_availability_t.c
-    stored: dict[tuple[uuid.UUID, str], list[Any]] = {}
-    for chunk in () if new else _chunks(list(found)):
+    stored: Stored = {}
+    for chunk in _chunks(media_ids):
         rows = await conn.execute(
             select(a.media_id, a.server_id, a.server_name, a.source, a.available, a.key).where(
                 a.media_id.in_(chunk)
@@ -557,16 +600,35 @@ async def keep_availability(
             entry = stored.get((media_id, server_id))
             if entry is not None:
                 entry[4].append((season, present, known))
-    changed = [
-        (media_id, answer)
-        for media_id, answers in found.items()
-        for answer in answers
-        if (kept := stored.get((media_id, answer.server_id))) is None
-        or (*kept[:4], tuple(kept[4])) != _kept(answer)
-    ]
+    return stored
+
+
+def _changed_availability(
+    found: Mapping[uuid.UUID, Sequence[Availability]], stored: Stored
+) -> list[tuple[uuid.UUID, Availability, bool]]:
+    """The answers that differ from what is stored: (media id, answer, whether any is)."""
+    changed = []
+    for media_id, answers in found.items():
+        for answer in answers:
+            kept = stored.get((media_id, answer.server_id))
+            if kept is None or (*kept[:4], tuple(kept[4])) != _kept(answer):
+                changed.append((media_id, answer, kept is not None))
+    return changed
+
+
+async def _write_availability(
+    conn: AsyncConnection,
+    changed: Sequence[tuple[uuid.UUID, Availability, bool]],
+    *,
+    read_here: bool = False,
+) -> None:
+    """Replace the ``changed`` answers; ``read_here``: what is stored was read in this
+    (writing) transaction, so what it did not find needs no deleting."""
+    a, s = availability_t.c, season_availability_t.c
     now = utcnow()
-    for media_id, answer in changed:
-        if (media_id, answer.server_id) in stored:
+    for media_id, answer, was_stored in changed:
+        # Otherwise whatever is there now: another process may have written it since.
+        if was_stored or not read_here:
             await conn.execute(
                 delete(availability_t).where(
                     a.media_id == media_id, a.server_id == answer.server_id
@@ -603,7 +665,6 @@ async def keep_availability(
                     for number, season in answer.seasons.items()
                 ],
             )
-    return len(changed)
 
 
 def holding_from(answers: Sequence[Availability], metadata: Mapping[str, Any]) -> Holding:
@@ -897,7 +958,7 @@ async def create(
     if movie and holding.available and not is_4k:
         where = ", ".join(holding.servers) or "Plex"
         raise ApiError(409, f"{details.title} is already available in {where}.")
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         media_id, new_media = await upsert_media(conn, details, tmdb_id)
         standing = _records(
             (
@@ -1053,7 +1114,7 @@ async def delete_request(
                 f"Your request is {STATUS_WORDS[record.status]}: only a pending request can be "
                 "withdrawn. Ask an admin to remove it.",
             )
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         condition = [requests_t.c.id == request_id]
         if not manager:
             condition.append(requests_t.c.status == "pending")
@@ -1076,7 +1137,7 @@ async def claim(engine: AsyncEngine, lease: float, limit: int = 10) -> list[uuid
     if engine.dialect.name == "postgresql":
         # Another process's claim under way: leave its rows to it rather than wait.
         due = due.with_for_update(skip_locked=True)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         taken = await conn.execute(
             update(requests_t)
             .where(r.id.in_(due.scalar_subquery()), r.status == "approved", free)
@@ -1124,7 +1185,7 @@ async def set_details(
     engine: AsyncEngine, request_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> None:
     """Merge ``changes`` into a request's details (progress, say), whatever its status."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         current = await conn.scalar(
             select(requests_t.c.details).where(requests_t.c.id == request_id)
         )
