@@ -11,11 +11,8 @@ What Plex holds is kept per (media, server) and per season (``media_availability
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
@@ -86,29 +83,6 @@ def listed(seasons: Iterable[int]) -> str:
     return f"{word} {', '.join(str(n) for n in ordered)}"
 
 
-# --- writing ---------------------------------------------------------------------------------
-
-_writers: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-@asynccontextmanager
-async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction that writes requests. SQLite has one writer at a time: this process's
-    writers of requests take turns here, each woken as soon as the one before is done, rather
-    than in SQLite's own wait, which polls with growing sleeps while holding a pooled connection
-    (under load the pool runs dry, and readers wait too). PostgreSQL locks rows, not the
-    database: its transactions start at once."""
-    if engine.dialect.name != "sqlite":
-        async with engine.begin() as conn:
-            yield conn
-        return
-    lock = _writers.get(engine.sync_engine)
-    if lock is None:
-        lock = _writers[engine.sync_engine] = asyncio.Lock()
-    async with lock, engine.begin() as conn:
-        yield conn
-
-
 # --- the state machine ----------------------------------------------------------------------
 
 
@@ -168,7 +142,7 @@ async def move(
     the request is in a state the move may not leave (someone else moved it first, say).
     """
     step = MOVES[action]
-    async with writing(engine) as conn:
+    async with engine.begin() as conn:
         row = (
             await conn.execute(
                 select(requests_t.c.status, requests_t.c.details).where(
@@ -558,7 +532,7 @@ async def save_availabilities(
         stored = await _stored_availability(conn, list(found))
     changed = _changed_availability(found, stored)
     if changed:
-        async with writing(engine) as conn:
+        async with engine.begin() as conn:
             await _write_availability(conn, changed)
     return len(changed)
 
@@ -958,7 +932,7 @@ async def create(
     if movie and holding.available and not is_4k:
         where = ", ".join(holding.servers) or "Plex"
         raise ApiError(409, f"{details.title} is already available in {where}.")
-    async with writing(engine) as conn:
+    async with engine.begin() as conn:
         media_id, new_media = await upsert_media(conn, details, tmdb_id)
         standing = _records(
             (
@@ -1114,7 +1088,7 @@ async def delete_request(
                 f"Your request is {STATUS_WORDS[record.status]}: only a pending request can be "
                 "withdrawn. Ask an admin to remove it.",
             )
-    async with writing(engine) as conn:
+    async with engine.begin() as conn:
         condition = [requests_t.c.id == request_id]
         if not manager:
             condition.append(requests_t.c.status == "pending")
@@ -1137,7 +1111,7 @@ async def claim(engine: AsyncEngine, lease: float, limit: int = 10) -> list[uuid
     if engine.dialect.name == "postgresql":
         # Another process's claim under way: leave its rows to it rather than wait.
         due = due.with_for_update(skip_locked=True)
-    async with writing(engine) as conn:
+    async with engine.begin() as conn:
         taken = await conn.execute(
             update(requests_t)
             .where(r.id.in_(due.scalar_subquery()), r.status == "approved", free)
@@ -1185,7 +1159,7 @@ async def set_details(
     engine: AsyncEngine, request_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> None:
     """Merge ``changes`` into a request's details (progress, say), whatever its status."""
-    async with writing(engine) as conn:
+    async with engine.begin() as conn:
         current = await conn.scalar(
             select(requests_t.c.details).where(requests_t.c.id == request_id)
         )
