@@ -40,8 +40,9 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--quick",
+            # Long enough for a request to be created on a busy machine just after start.
             "--duration",
-            "1",
+            "3",
             "--scenario",
             "dashboard-json",
             "--scenario",

@@ -249,7 +249,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
 
 async def _requests(app: web.Application) -> AsyncIterator[None]:
     notifier = Notifier(app[ENGINE], app[HUB], app[REGISTRY], app[CACHE])
-    desk = RequestDesk(app[ENGINE], app[SETTINGS], app[REGISTRY], app[HUB], notifier)
+    desk = RequestDesk(app[ENGINE], app[SETTINGS], app[REGISTRY], app[HUB], notifier, app[CACHE])
     app[NOTIFIER], app[REQUESTS] = notifier, desk
     desk.start()
     yield

@@ -17,7 +17,8 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +41,9 @@ from .plugins import PluginRegistry
 from .requests import Holding, RequestRecord
 from .settings import Settings
 from .ws import WebSocketHub
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +134,12 @@ class RequestDesk:
         registry: PluginRegistry,
         hub: WebSocketHub,
         notifier: Notifier,
+        cache: Cache,
     ) -> None:
         self.engine = engine
+        self.cache = cache
+        # Every write below that a list of requests shows takes a new generation.
+        self.generation = requests.Generation(cache)
         self.settings = settings
         self.registry = registry
         self.hub = hub
@@ -215,10 +223,10 @@ class RequestDesk:
                 )
         holding, answers = await self.holding(details)
         created = await requests.create(
-            self.engine, self.settings, user, details, tmdb_id, seasons, is_4k, holding
+            self.engine, self.settings, user, details, tmdb_id, seasons, is_4k, holding, answers
         )
-        record = await requests.get(self.engine, created.request_id)
-        await requests.save_availability(self.engine, record.media_id, answers)
+        await self.generation.bump()
+        record = created.record or await requests.get(self.engine, created.request_id)
         await self._announce(record, "updated" if created.extended else "created")
         if created.extended:
             return created, record
@@ -239,6 +247,7 @@ class RequestDesk:
     ) -> RequestRecord:
         """Approve, decline or retry one request as ``user`` (who may manage requests)."""
         await requests.move(self.engine, request_id, action, actor=user.id, comment=comment)
+        await self.generation.bump()
         if action in DECISIONS:
             REQUEST_DECISIONS.labels(DECISIONS[action]).inc()
         record = await requests.get(self.engine, request_id)
@@ -254,6 +263,7 @@ class RequestDesk:
 
     async def delete(self, user: CurrentUser, request_id: uuid.UUID) -> RequestRecord:
         record = await requests.delete_request(self.engine, user, request_id)
+        await self.generation.bump()
         await self._announce(record, "deleted")
         return record
 
@@ -311,25 +321,31 @@ class RequestDesk:
             by, result = answer
         try:
             if result.ok:
+                given = {"fulfilled_by": by, "external_id": result.external_id}
                 await requests.move(
                     self.engine,
                     record.id,
                     "process",
                     comment=result.message or None,
-                    details={"fulfilled_by": by, "external_id": result.external_id},
+                    details=given,
+                )
+                # What the move wrote, without reading it back.
+                record = replace(
+                    record, status="processing", reason=None, details={**record.details, **given}
                 )
             else:
                 await requests.move(self.engine, record.id, "fail", comment=result.message)
+                record = replace(record, status="failed", reason=result.message)
         except ApiError as exc:  # declined or deleted while Sonarr or Radarr was asked
             log.info("request %s changed during fulfilment: %s", record.id, exc.message)
             return
-        record = await requests.get(self.engine, record.id)
+        await self.generation.bump()
         await self._announce(record, "updated")
         if not result.ok:
             await self._tell(record, "MEDIA_FAILED", result.message, managers=True)
         else:
             # What was added may be in the queue (or even in Plex) already.
-            self._check_soon(record.media_type, record.ids)
+            self._check_media_soon(record.media_id)
 
     # --- following requests in progress ---------------------------------------------------
 
@@ -348,41 +364,68 @@ class RequestDesk:
         self._check_soon(media_type, ids)
 
     def _check_soon(self, media_type: str, ids: Mapping[str, str]) -> None:
-        task = asyncio.create_task(self._check(dict(ids)))
+        self._start_check(ids=dict(ids) or None)
+
+    def _check_media_soon(self, media_id: uuid.UUID) -> None:
+        self._start_check(media_id=media_id)
+
+    def _start_check(
+        self, *, ids: Mapping[str, str] | None = None, media_id: uuid.UUID | None = None
+    ) -> None:
+        task = asyncio.create_task(self._check(ids, media_id))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 
-    async def _check(self, ids: Mapping[str, str]) -> None:
+    async def _check(self, ids: Mapping[str, str] | None, media_id: uuid.UUID | None) -> None:
         try:
-            await self.track(ids or None)
+            await self.track(ids, media_id=media_id)
         except Exception:
             log.exception("checking requests after a change failed")
 
-    async def track(self, ids: Mapping[str, str] | None = None) -> None:
-        """Bring the requests in progress (those of the media with ``ids``, or all) up to date
-        with the download queues and Plex."""
+    async def track(
+        self, ids: Mapping[str, str] | None = None, *, media_id: uuid.UUID | None = None
+    ) -> None:
+        """Bring the requests in progress (those of the media with ``ids``, of the media item
+        ``media_id``, or all) up to date with the download queues and Plex.
+
+        What the media servers hold is asked of each media item, then saved for all of them at
+        once (only what changed is written); the requests that moved or progressed are written
+        one by one. A round over thousands of requests hands the event loop back between media
+        items, so that a busy server keeps answering while it runs.
+        """
         async with self._track_lock:
-            records = await requests.tracked(self.engine, ids)
+            records = await requests.tracked(self.engine, ids, media_id=media_id)
             by_media: dict[uuid.UUID, list[RequestRecord]] = {}
             for record in records:
                 by_media.setdefault(record.media_id, []).append(record)
+            looked: list[tuple[list[RequestRecord], list[Availability]]] = []
             for group in by_media.values():
-                await self._track_media(group)
+                first = group[0]
+                looked.append((group, await self.availability(first.media_type, first.ids)))
+                await asyncio.sleep(0)
+            await requests.save_availabilities(
+                self.engine, {group[0].media_id: answers for group, answers in looked}
+            )
+            for group, answers in looked:
+                await self._track_media(group, answers)
+                await asyncio.sleep(0)
 
-    async def _track_media(self, group: list[RequestRecord]) -> None:
+    async def _track_media(self, group: list[RequestRecord], answers: list[Availability]) -> None:
         first = group[0]
-        answers = await self.availability(first.media_type, first.ids)
-        await requests.save_availability(self.engine, first.media_id, answers)
         holding = requests.holding_from(answers, first.metadata)
-        found = await self.registry.call_each(
-            "request_progress", ids=first.ids, media_type=first.media_type
-        )
-        items = [p for _, answer in found for p in (answer or ()) if isinstance(p, Progress)]
+        items: list[Progress] | None = None
         for record in group:
             target = status_from(record, holding)
             if target is not None and target != record.status:
                 await self._arrive(record, target, holding)
             elif record.status != "approved":
+                if items is None:  # asked once per media item, and only when needed
+                    found = await self.registry.call_each(
+                        "request_progress", ids=first.ids, media_type=first.media_type
+                    )
+                    items = [
+                        p for _, answer in found for p in (answer or ()) if isinstance(p, Progress)
+                    ]
                 await self._progress(record, items)
 
     async def _arrive(self, record: RequestRecord, target: str, holding: Holding) -> None:
@@ -404,6 +447,7 @@ class RequestDesk:
             )
         except ApiError:
             return  # another process moved it first, and told everyone
+        await self.generation.bump()
         record = await requests.get(self.engine, record.id)
         await self._announce(record, "updated")
         await self._tell(record, "MEDIA_AVAILABLE", message)
@@ -413,6 +457,7 @@ class RequestDesk:
         if now == record.details.get("progress"):
             return
         await requests.set_details(self.engine, record.id, {"progress": now})
+        await self.generation.bump()
         record = await requests.get(self.engine, record.id)
         await self._announce(record, "progress")
 

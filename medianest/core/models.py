@@ -164,6 +164,7 @@ class MediaAvailability(Base):
     available: Mapped[bool] = mapped_column(Boolean, default=False)
     # The server's own id of the item (Plex's rating key).
     key: Mapped[str | None] = mapped_column(String(64))
+    # The check that found this answer (a later check that finds the same does not write).
     checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import String, Table, func, insert, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .auth import Permission
@@ -62,9 +63,12 @@ class Notifier:
     async def managers(self) -> list[uuid.UUID]:
         """Everyone who approves requests: admins and holders of "manage requests"."""
         async with self._engine.connect() as conn:
+            # Read only the likely ones: a community's many members hold no such permission.
+            wanted = f'%"{Permission.MANAGE_REQUESTS.value}"%'
+            named = sql_cast(users_t.c.permissions, String).like(wanted)
             rows = await conn.execute(
                 select(users_t.c.id, users_t.c.role, users_t.c.permissions).where(
-                    users_t.c.disabled.is_(False)
+                    users_t.c.disabled.is_(False), or_(users_t.c.role == "admin", named)
                 )
             )
             return [

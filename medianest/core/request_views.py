@@ -601,21 +601,51 @@ async def _filter(request: web.Request, query: RequestQuery) -> requests.Request
     )
 
 
-async def _list(request: web.Request, query: RequestQuery) -> RequestListOut:
-    found = await requests.list_requests(request.app[ENGINE], await _filter(request, query))
-    return RequestListOut(
-        items=[request_out(r) for r in found.items],
-        total=found.total,
-        page=query.page,
-        per_page=query.per_page,
-        pages=max(1, -(-found.total // query.per_page)),
-        counts=found.counts,
+# How long a list answer is kept at most. Writes made through MediaNest make it stale at
+# once (see `requests.Generation`); this bounds what others do to the database meanwhile.
+LIST_TTL = 60.0
+
+
+async def _list_json(request: web.Request, query: RequestQuery) -> str:
+    """The list answer as JSON, cached per generation of the requests, viewer's scope (the
+    filter names whose requests a viewer may see) and query."""
+    wanted = await _filter(request, query)
+    desk = _desk(request)
+    key = "requests:list:{}:{}:{}:{}:{}:{}:{}:{}:{}".format(
+        await desk.generation.token(),
+        wanted.user_id or "*",
+        ",".join(wanted.statuses),
+        wanted.media_type or "",
+        wanted.since.isoformat() if wanted.since else "",
+        wanted.until.isoformat() if wanted.until else "",
+        wanted.sort,
+        wanted.page,
+        wanted.per_page,
     )
 
+    async def compute() -> str:
+        found = await requests.list_requests(request.app[ENGINE], wanted)
+        return RequestListOut(
+            items=[request_out(r) for r in found.items],
+            total=found.total,
+            page=query.page,
+            per_page=query.per_page,
+            pages=max(1, -(-found.total // query.per_page)),
+            counts=found.counts,
+        ).model_dump_json()
 
-async def list_requests(request: web.Request, query: RequestQuery) -> RequestListOut:
+    return await desk.cache.get_or_compute(key, LIST_TTL, compute)
+
+
+async def _list(request: web.Request, query: RequestQuery) -> RequestListOut:
+    return RequestListOut.model_validate_json(await _list_json(request, query))
+
+
+async def list_requests(request: web.Request, query: RequestQuery) -> web.StreamResponse:
     """Your requests, or everybody's (``scope=all``), filtered, sorted and a page at a time."""
-    return await _list(request, query)
+    return web.Response(
+        body=(await _list_json(request, query)).encode(), content_type="application/json"
+    )
 
 
 async def approve_request(request: web.Request, body: DecisionIn) -> RequestOut:

@@ -15,10 +15,9 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .auth import CurrentUser, Permission
@@ -34,6 +33,9 @@ from .models import (
     User,
 )
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 MediaType = Literal["movie", "tv"]
 Status = Literal[
@@ -185,6 +187,36 @@ async def move(
     return str(row.status)
 
 
+# --- what has changed ----------------------------------------------------------------------
+
+
+class Generation:
+    """A token that changes with every write that a list of requests can show (a request made,
+    decided, moved, deleted, its progress), kept in the cache: in Redis, so that a write in one
+    process makes what every process cached of the lists stale at once.
+
+    Lists are cached under the token they were read at; a write commits, then takes a new token,
+    so the next list is read afresh. Tokens are random, never reused: a token that was lost (an
+    emptied Redis, an evicted entry) is replaced by a new one, never by an earlier one.
+    """
+
+    KEY = "requests:generation"
+    TTL = 86_400.0
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    async def token(self) -> str:
+        found = await self.cache.get(self.KEY)
+        if found is None:
+            found = uuid.uuid4().hex
+            await self.cache.set(self.KEY, found, self.TTL)
+        return str(found)
+
+    async def bump(self) -> None:
+        await self.cache.set(self.KEY, uuid.uuid4().hex, self.TTL)
+
+
 # --- reading requests -----------------------------------------------------------------------
 
 
@@ -282,6 +314,11 @@ async def _seasons_of(
     return found
 
 
+def _series(*rows: Any) -> list[uuid.UUID]:
+    """The ids of the series requests among ``rows``: only those have seasons to read."""
+    return [row.id for row in rows if row.media_type == "tv"]
+
+
 def _records(rows: Sequence[Any], seasons: Mapping[uuid.UUID, list[int]]) -> list[RequestRecord]:
     return [
         RequestRecord(
@@ -306,7 +343,7 @@ async def get(engine: AsyncEngine, request_id: uuid.UUID) -> RequestRecord:
         ).first()
         if row is None:
             raise NotFound(request_id)
-        return _records([row], await _seasons_of(conn, [row.id]))[0]
+        return _records([row], await _seasons_of(conn, _series(row)))[0]
 
 
 async def get_many(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> list[RequestRecord]:
@@ -318,7 +355,7 @@ async def get_many(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> list[Reques
                 select(*_columns()).select_from(_from()).where(requests_t.c.id.in_(ids))
             )
         ).all()
-        return _records(rows, await _seasons_of(conn, [r.id for r in rows]))
+        return _records(rows, await _seasons_of(conn, _series(*rows)))
 
 
 @dataclass(frozen=True)
@@ -421,7 +458,7 @@ async def list_requests(engine: AsyncEngine, wanted: RequestFilter) -> RequestPa
             if wanted.statuses
             else sum(counts.values())
         )
-        items = _records(rows, await _seasons_of(conn, [row.id for row in rows]))
+        items = _records(rows, await _seasons_of(conn, _series(*rows)))
     return RequestPage(items, total, counts)
 
 
@@ -460,48 +497,148 @@ async def save_availability(
     engine: AsyncEngine, media_id: uuid.UUID, answers: Sequence[Availability]
 ) -> None:
     """Keep what each server said of one media item (replacing its earlier answer)."""
-    if not answers:
-        return
-    now = utcnow()
-    async with engine.begin() as conn:
-        for answer in answers:
-            where = and_(
-                availability_t.c.media_id == media_id,
-                availability_t.c.server_id == answer.server_id,
+    await save_availabilities(engine, {media_id: answers})
+
+
+# Ids per ``IN (...)`` list: well under SQLite's limit of bound parameters.
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def _kept(answer: Availability) -> tuple[Any, ...]:
+    """What is stored of one server's answer, but for when it was checked."""
+    seasons = tuple(sorted((n, s.present, s.known) for n, s in answer.seasons.items()))
+    return (answer.server_name, answer.source, answer.available, answer.key, seasons)
+
+
+async def save_availabilities(
+    engine: AsyncEngine, found: Mapping[uuid.UUID, Sequence[Availability]]
+) -> int:
+    """Keep what each server said of each media item (by id), replacing its earlier answer.
+
+    What is stored already is read for all of them at once, and only the answers that differ
+    are written (``checked_at`` is the check that found the stored answer): a round of checks
+    in which nothing changed writes nothing. Returns how many answers were written.
+    """
+    found = {media_id: answers for media_id, answers in found.items() if answers}
+    if not found:
+        return 0
+    # Read apart from the write: a transaction that reads first may not write afterwards if
+    # another wrote meanwhile (SQLite); writing the same answer twice does no harm.
+    async with engine.connect() as conn:
+        stored = await _stored_availability(conn, list(found))
+    changed = _changed_availability(found, stored)
+    if changed:
+        async with engine.begin() as conn:
+            await _write_availability(conn, changed)
+    return len(changed)
+
+
+async def keep_availability(
+    conn: AsyncConnection, found: Mapping[uuid.UUID, Sequence[Availability]], *, new: bool = False
+) -> int:
+    """:func:`save_availabilities` within the (writing) transaction of ``conn``; ``new``: the
+    media items were made in this transaction, so nothing is stored of them to read."""
+    found = {media_id: answers for media_id, answers in found.items() if answers}
+    if not found:
+        return 0
+    stored = {} if new else await _stored_availability(conn, list(found))
+    changed = _changed_availability(found, stored)
+    await _write_availability(conn, changed, read_here=True)
+    return len(changed)
+
+
+Stored = dict[tuple[uuid.UUID, str], list[Any]]
+
+
+async def _stored_availability(conn: AsyncConnection, media_ids: Sequence[uuid.UUID]) -> Stored:
+    a, s = availability_t.c, season_availability_t.c
+    stored: Stored = {}
+    for chunk in _chunks(media_ids):
+        rows = await conn.execute(
+            select(a.media_id, a.server_id, a.server_name, a.source, a.available, a.key).where(
+                a.media_id.in_(chunk)
             )
-            await conn.execute(delete(availability_t).where(where))
+        )
+        for media_id, server_id, name, source, available, key in rows:
+            stored[(media_id, server_id)] = [name, source, bool(available), key, []]
+        season_rows = await conn.execute(
+            select(s.media_id, s.server_id, s.season, s.present, s.known)
+            .where(s.media_id.in_(chunk))
+            .order_by(s.media_id, s.server_id, s.season)
+        )
+        for media_id, server_id, season, present, known in season_rows:
+            entry = stored.get((media_id, server_id))
+            if entry is not None:
+                entry[4].append((season, present, known))
+    return stored
+
+
+def _changed_availability(
+    found: Mapping[uuid.UUID, Sequence[Availability]], stored: Stored
+) -> list[tuple[uuid.UUID, Availability, bool]]:
+    """The answers that differ from what is stored: (media id, answer, whether any is)."""
+    changed = []
+    for media_id, answers in found.items():
+        for answer in answers:
+            kept = stored.get((media_id, answer.server_id))
+            if kept is None or (*kept[:4], tuple(kept[4])) != _kept(answer):
+                changed.append((media_id, answer, kept is not None))
+    return changed
+
+
+async def _write_availability(
+    conn: AsyncConnection,
+    changed: Sequence[tuple[uuid.UUID, Availability, bool]],
+    *,
+    read_here: bool = False,
+) -> None:
+    """Replace the ``changed`` answers; ``read_here``: what is stored was read in this
+    (writing) transaction, so what it did not find needs no deleting."""
+    a, s = availability_t.c, season_availability_t.c
+    now = utcnow()
+    for media_id, answer, was_stored in changed:
+        # Otherwise whatever is there now: another process may have written it since.
+        if was_stored or not read_here:
+            await conn.execute(
+                delete(availability_t).where(
+                    a.media_id == media_id, a.server_id == answer.server_id
+                )
+            )
             await conn.execute(
                 delete(season_availability_t).where(
-                    season_availability_t.c.media_id == media_id,
-                    season_availability_t.c.server_id == answer.server_id,
+                    s.media_id == media_id, s.server_id == answer.server_id
                 )
             )
+        await conn.execute(
+            insert(availability_t).values(
+                media_id=media_id,
+                server_id=answer.server_id,
+                server_name=answer.server_name,
+                source=answer.source,
+                available=answer.available,
+                key=answer.key,
+                checked_at=answer.checked_at or now,
+            )
+        )
+        if answer.seasons:
             await conn.execute(
-                insert(availability_t).values(
-                    media_id=media_id,
-                    server_id=answer.server_id,
-                    server_name=answer.server_name,
-                    source=answer.source,
-                    available=answer.available,
-                    key=answer.key,
-                    checked_at=answer.checked_at or now,
-                )
+                insert(season_availability_t),
+                [
+                    {
+                        "media_id": media_id,
+                        "server_id": answer.server_id,
+                        "season": number,
+                        "present": season.present,
+                        "known": season.known,
+                        "episodes": None,
+                    }
+                    for number, season in answer.seasons.items()
+                ],
             )
-            if answer.seasons:
-                await conn.execute(
-                    insert(season_availability_t),
-                    [
-                        {
-                            "media_id": media_id,
-                            "server_id": answer.server_id,
-                            "season": number,
-                            "present": season.present,
-                            "known": season.known,
-                            "episodes": None,
-                        }
-                        for number, season in answer.seasons.items()
-                    ],
-                )
 
 
 def holding_from(answers: Sequence[Availability], metadata: Mapping[str, Any]) -> Holding:
@@ -585,48 +722,40 @@ def _int_id(ids: Mapping[str, str], scheme: str) -> int | None:
     return int(value) if value and str(value).isdigit() else None
 
 
-async def remember_media(engine: AsyncEngine, details: MediaDetails, tmdb_id: int) -> uuid.UUID:
-    """The id of the media item for ``details``, made now if MediaNest did not know it."""
-    where = and_(media_t.c.type == details.media_type, media_t.c.tmdb_id == tmdb_id)
-    async with engine.connect() as conn:
-        found = (await conn.execute(select(media_t.c.id).where(where))).scalar()
-    if found is not None:
-        return found
-    try:
-        async with engine.begin() as conn:
-            found = uuid.uuid4()
-            await conn.execute(
-                insert(media_t).values(
-                    id=found,
-                    type=details.media_type,
-                    tmdb_id=tmdb_id,
-                    title=details.title[:500],
-                    metadata={},
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
-        return found
-    except IntegrityError:  # made by a request at the same moment
-        async with engine.connect() as conn:
-            return (await conn.execute(select(media_t.c.id).where(where))).scalar_one()
+async def upsert_media(
+    conn: AsyncConnection, details: MediaDetails, tmdb_id: int
+) -> tuple[uuid.UUID, bool]:
+    """The id of the media item for ``details``, made now if MediaNest did not know it and
+    brought up to date with ``details`` otherwise, and whether it was made now: one statement.
+    As the transaction's first write it also locks the row (SQLite: the database) until the
+    transaction ends, so that requests for the same media made at the same moment are checked
+    one after the other."""
+    now = utcnow()
+    values = {
+        "title": details.title[:500],
+        "tvdb_id": _int_id(details.ids, "tvdb"),
+        "imdb_id": details.ids.get("imdb") or None,
+        # The column's name (``metadata`` is taken on the ORM class).
+        "metadata": media_metadata(details),
+        "updated_at": now,
+    }
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+        upsert: Any = pg_insert(media_t)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-async def lock_media(conn: AsyncConnection, media_id: uuid.UUID, details: MediaDetails) -> None:
-    """Bring the media item up to date with ``details``. As the transaction's first write, it
-    also locks the row (SQLite: the database) until the transaction ends, so that requests for
-    the same media made at the same moment are checked one after the other."""
-    await conn.execute(
-        update(media_t)
-        .where(media_t.c.id == media_id)
-        .values(
-            title=details.title[:500],
-            tvdb_id=_int_id(details.ids, "tvdb"),
-            imdb_id=details.ids.get("imdb") or None,
-            metadata=media_metadata(details),
-            updated_at=utcnow(),
-        )
+        upsert = sqlite_insert(media_t)
+    upsert = upsert.values(
+        id=uuid.uuid4(), type=details.media_type, tmdb_id=tmdb_id, created_at=now, **values
     )
+    statement = upsert.on_conflict_do_update(
+        index_elements=[media_t.c.type, media_t.c.tmdb_id], set_=values
+    ).returning(media_t.c.id, media_t.c.created_at)
+    media_id, created_at = (await conn.execute(statement)).one()
+    # An existing item keeps its own creation time.
+    return media_id, _aware(created_at) == now
 
 
 async def media_by_tmdb(
@@ -663,7 +792,7 @@ async def standing_for_media(
                 .order_by(requests_t.c.created_at.desc())
             )
         ).all()
-        records = _records(rows, await _seasons_of(conn, [r.id for r in rows]))
+        records = _records(rows, await _seasons_of(conn, _series(*rows)))
     found: dict[uuid.UUID, list[RequestRecord]] = {}
     for record in records:
         found.setdefault(record.media_id, []).append(record)
@@ -708,31 +837,54 @@ def _limits(
     return limits
 
 
-async def quotas(conn: AsyncConnection, user_id: uuid.UUID, settings: Settings) -> dict[str, Quota]:
-    """The user's request quotas and how much of each they have used."""
+async def _used(
+    conn: AsyncConnection, user_id: uuid.UUID, name: str, days: int, now: datetime
+) -> int:
+    mine = and_(
+        requests_t.c.user_id == user_id,
+        requests_t.c.created_at >= now - timedelta(days=days),
+        requests_t.c.status != "declined",
+    )
+    if name == "movies":
+        query = (
+            select(func.count()).select_from(requests_t).where(mine, requests_t.c.type == "movie")
+        )
+    else:
+        query = (
+            select(func.count())
+            .select_from(seasons_t.join(requests_t, requests_t.c.id == seasons_t.c.request_id))
+            .where(mine, requests_t.c.type == "tv")
+        )
+    return int(await conn.scalar(query) or 0)
+
+
+async def _user_limits(
+    conn: AsyncConnection, user_id: uuid.UUID, settings: Settings
+) -> dict[str, tuple[int | None, int]]:
     user = (
         await conn.execute(select(users_t.c.role, users_t.c.quotas).where(users_t.c.id == user_id))
     ).one()
+    return _limits(user.role, user.quotas or {}, settings)
+
+
+async def quotas(conn: AsyncConnection, user_id: uuid.UUID, settings: Settings) -> dict[str, Quota]:
+    """The user's request quotas and how much of each they have used."""
     now = utcnow()
-    counted = requests_t.c.status != "declined"
-    found = {}
-    for name, (limit, days) in _limits(user.role, user.quotas or {}, settings).items():
-        since = now - timedelta(days=days)
-        mine = and_(requests_t.c.user_id == user_id, requests_t.c.created_at >= since, counted)
-        if name == "movies":
-            used = await conn.scalar(
-                select(func.count())
-                .select_from(requests_t)
-                .where(mine, requests_t.c.type == "movie")
-            )
-        else:
-            used = await conn.scalar(
-                select(func.count())
-                .select_from(seasons_t.join(requests_t, requests_t.c.id == seasons_t.c.request_id))
-                .where(mine, requests_t.c.type == "tv")
-            )
-        found[name] = Quota(limit, days, int(used or 0))
-    return found
+    return {
+        name: Quota(limit, days, await _used(conn, user_id, name, days, now))
+        for name, (limit, days) in (await _user_limits(conn, user_id, settings)).items()
+    }
+
+
+async def quota_for(
+    conn: AsyncConnection, user_id: uuid.UUID, settings: Settings, name: str
+) -> Quota | None:
+    """The user's quota ``name`` ("movies" or "seasons"); ``None`` when it has no limit (and
+    so nothing to count)."""
+    limit, days = (await _user_limits(conn, user_id, settings))[name]
+    if limit is None:
+        return None
+    return Quota(limit, days, await _used(conn, user_id, name, days, utcnow()))
 
 
 # --- making a request -----------------------------------------------------------------------
@@ -747,6 +899,8 @@ class Created:
     added_seasons: tuple[int, ...]
     status: str
     left_out: str = ""
+    # The request as it stands now, read in the same transaction.
+    record: RequestRecord | None = None
 
 
 def _who(record: RequestRecord, user: CurrentUser) -> str:
@@ -762,41 +916,40 @@ async def create(
     seasons: Sequence[int],
     is_4k: bool,
     holding: Holding,
+    answers: Sequence[Availability] = (),
 ) -> Created:
-    """Record ``user``'s request for ``details`` (and, for a series, ``seasons``).
+    """Record ``user``'s request for ``details`` (and, for a series, ``seasons``), and what the
+    media servers said of it (``answers``, of which ``holding`` is the sum).
 
     Refused (with a message saying why) when it is already available, already requested, over
     the user's quota, or asks for seasons the series does not have. A series request for
-    seasons beyond the user's own pending request for it extends that request.
+    seasons beyond the user's own pending request for it extends that request. One
+    transaction, whose first statement locks the media item (see :func:`upsert_media`).
     """
     kind = KIND[details.media_type]
     auto = user.has(Permission.AUTO_APPROVE)
-    media_id = await remember_media(engine, details, tmdb_id)
+    movie = details.media_type == "movie"
+    if movie and holding.available and not is_4k:
+        where = ", ".join(holding.servers) or "Plex"
+        raise ApiError(409, f"{details.title} is already available in {where}.")
     async with engine.begin() as conn:
-        await lock_media(conn, media_id, details)
-        standing = [
-            r
-            for r in _records(
-                (
-                    await conn.execute(
-                        select(*_columns())
-                        .select_from(_from())
-                        .where(
-                            requests_t.c.media_id == media_id,
-                            requests_t.c.is_4k == is_4k,
-                            requests_t.c.status.in_(STANDING),
-                        )
-                        .order_by(requests_t.c.created_at)
+        media_id, new_media = await upsert_media(conn, details, tmdb_id)
+        standing = _records(
+            (
+                await conn.execute(
+                    select(*_columns())
+                    .select_from(_from())
+                    .where(
+                        requests_t.c.media_id == media_id,
+                        requests_t.c.is_4k == is_4k,
+                        requests_t.c.status.in_(STANDING),
                     )
-                ).all(),
-                {},
-            )
-        ]
-        seasons_by_request = await _seasons_of(conn, [r.id for r in standing])
-        if details.media_type == "movie":
-            if holding.available and not is_4k:
-                where = ", ".join(holding.servers) or "Plex"
-                raise ApiError(409, f"{details.title} is already available in {where}.")
+                    .order_by(requests_t.c.created_at)
+                )
+            ).all(),
+            {},
+        )
+        if movie:
             if standing:
                 first = standing[0]
                 raise ApiError(
@@ -806,7 +959,9 @@ async def create(
                 )
             wanted: set[int] = set()
             left_out = ""
+            seasons_by_request: dict[uuid.UUID, list[int]] = {}
         else:
+            seasons_by_request = await _seasons_of(conn, [r.id for r in standing])
             wanted = set(seasons)
             have = holding.complete_seasons() if not is_4k else set()
             covered: dict[int, RequestRecord] = {}
@@ -830,72 +985,92 @@ async def create(
                 f"{listed(skipped)} left out: already available or requested." if skipped else ""
             )
             wanted = new
-        # Quota: what this request adds.
-        usage = await quotas(conn, user.id, settings)
-        quota = usage["movies" if details.media_type == "movie" else "seasons"]
-        cost = 1 if details.media_type == "movie" else len(wanted)
-        if quota.remaining is not None and cost > quota.remaining:
-            noun = QUOTA_NAMES["movies" if details.media_type == "movie" else "seasons"]
+        # Quota: what this request adds (counted only when there is a limit).
+        name = "movies" if movie else "seasons"
+        quota = await quota_for(conn, user.id, settings, name)
+        cost = 1 if movie else len(wanted)
+        if quota is not None and quota.remaining is not None and cost > quota.remaining:
             raise ApiError(
                 403,
-                f"This would go over your quota of {quota.limit} {noun} in {quota.days} days: "
-                f"you have {quota.remaining} left"
-                + ("" if details.media_type == "movie" else f" and asked for {cost}")
+                f"This would go over your quota of {quota.limit} {QUOTA_NAMES[name]} in "
+                f"{quota.days} days: you have {quota.remaining} left"
+                + ("" if movie else f" and asked for {cost}")
                 + ".",
             )
         now = utcnow()
         own_pending = next(
             (r for r in standing if r.user_id == user.id and r.status == "pending"), None
         )
-        if details.media_type == "tv" and own_pending is not None:
+        if not movie and own_pending is not None:
+            request_id, status, extended = own_pending.id, "pending", True
             await conn.execute(
                 insert(seasons_t),
-                [{"request_id": own_pending.id, "season": s} for s in sorted(wanted)],
+                [{"request_id": request_id, "season": s} for s in sorted(wanted)],
             )
             await conn.execute(
-                update(requests_t).where(requests_t.c.id == own_pending.id).values(updated_at=now)
+                update(requests_t).where(requests_t.c.id == request_id).values(updated_at=now)
             )
-            await _history(conn, own_pending.id, user.id, "pending", f"Added {listed(wanted)}.")
-            return Created(own_pending.id, True, tuple(sorted(wanted)), "pending", left_out)
-        request_id = uuid.uuid4()
-        status = "approved" if auto else "pending"
-        await conn.execute(
-            insert(requests_t).values(
-                id=request_id,
-                user_id=user.id,
-                media_id=media_id,
-                type=details.media_type,
-                status=status,
-                is_4k=is_4k,
-                details={"is_anime": details.is_anime},
-                attempts=0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        if wanted:
+            history: list[tuple[uuid.UUID | None, str, str]] = [
+                (user.id, "pending", f"Added {listed(wanted)}.")
+            ]
+            all_seasons = set(seasons_by_request.get(request_id, ())) | wanted
+        else:
+            request_id, extended = uuid.uuid4(), False
+            status = "approved" if auto else "pending"
             await conn.execute(
-                insert(seasons_t), [{"request_id": request_id, "season": s} for s in sorted(wanted)]
+                insert(requests_t).values(
+                    id=request_id,
+                    user_id=user.id,
+                    media_id=media_id,
+                    type=details.media_type,
+                    status=status,
+                    is_4k=is_4k,
+                    details={"is_anime": details.is_anime},
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-        await _history(conn, request_id, user.id, "pending", f"Requested the {kind}.")
-        if auto:
-            await _history(conn, request_id, None, "approved", "Approved automatically.")
-    return Created(request_id, False, tuple(sorted(wanted)), status, left_out)
+            if wanted:
+                await conn.execute(
+                    insert(seasons_t),
+                    [{"request_id": request_id, "season": s} for s in sorted(wanted)],
+                )
+            history = [(user.id, "pending", f"Requested the {kind}.")]
+            if auto:
+                history.append((None, "approved", "Approved automatically."))
+            all_seasons = wanted
+        await _history_rows(conn, request_id, history)
+        await keep_availability(conn, {media_id: answers}, new=new_media)
+        row = (
+            await conn.execute(
+                select(*_columns()).select_from(_from()).where(requests_t.c.id == request_id)
+            )
+        ).one()
+        record = _records([row], {request_id: sorted(all_seasons)})[0]
+    return Created(request_id, extended, tuple(sorted(wanted)), status, left_out, record)
 
 
-async def _history(
-    conn: AsyncConnection, request_id: uuid.UUID, actor: uuid.UUID | None, status: str, comment: str
+async def _history_rows(
+    conn: AsyncConnection,
+    request_id: uuid.UUID,
+    entries: Sequence[tuple[uuid.UUID | None, str, str]],
 ) -> None:
-    await conn.execute(
-        insert(approvals_t).values(
-            id=uuid.uuid4(),
-            request_id=request_id,
-            approved_by=actor,
-            status=status,
-            comments=comment,
-            approved_at=utcnow(),
+    """Rows of a request's history (actor, status, comment), in this order, in one statement."""
+    rows, at = [], utcnow()
+    for actor, status, comment in entries:
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "request_id": request_id,
+                "approved_by": actor,
+                "status": status,
+                "comments": comment,
+                "approved_at": at,
+            }
         )
-    )
+        at += timedelta(microseconds=1)  # the history is read in order of time
+    await conn.execute(insert(approvals_t), rows)
 
 
 async def delete_request(
@@ -927,43 +1102,37 @@ async def delete_request(
 
 
 async def claim(engine: AsyncEngine, lease: float, limit: int = 10) -> list[uuid.UUID]:
-    """Take approved requests nobody holds (or whose holder's lease ran out) for fulfilment."""
+    """Take approved requests nobody holds (or whose holder's lease ran out) for fulfilment,
+    the longest waiting first: one statement, which takes each only if it is still free."""
     now = utcnow()
-    free = or_(requests_t.c.claimed_until.is_(None), requests_t.c.claimed_until < now)
-    async with engine.connect() as conn:
-        candidates = (
-            (
-                await conn.execute(
-                    select(requests_t.c.id)
-                    .where(requests_t.c.status == "approved", free)
-                    .order_by(requests_t.c.updated_at)
-                    .limit(limit)
-                )
-            )
-            .scalars()
-            .all()
+    r = requests_t.c
+    free = or_(r.claimed_until.is_(None), r.claimed_until < now)
+    due = select(r.id).where(r.status == "approved", free).order_by(r.updated_at).limit(limit)
+    if engine.dialect.name == "postgresql":
+        # Another process's claim under way: leave its rows to it rather than wait.
+        due = due.with_for_update(skip_locked=True)
+    async with engine.begin() as conn:
+        taken = await conn.execute(
+            update(requests_t)
+            .where(r.id.in_(due.scalar_subquery()), r.status == "approved", free)
+            .values(claimed_until=now + timedelta(seconds=lease), attempts=r.attempts + 1)
+            .returning(r.id, r.updated_at)
         )
-    taken = []
-    for request_id in candidates:
-        async with engine.begin() as conn:
-            won = await conn.execute(
-                update(requests_t)
-                .where(requests_t.c.id == request_id, requests_t.c.status == "approved", free)
-                .values(
-                    claimed_until=now + timedelta(seconds=lease),
-                    attempts=requests_t.c.attempts + 1,
-                )
-            )
-        if won.rowcount == 1:
-            taken.append(request_id)
-    return taken
+        return [request_id for request_id, _ in sorted(taken, key=lambda row: row[1])]
 
 
-async def tracked(engine: AsyncEngine, ids: Mapping[str, str] | None = None) -> list[RequestRecord]:
+async def tracked(
+    engine: AsyncEngine,
+    ids: Mapping[str, str] | None = None,
+    *,
+    media_id: uuid.UUID | None = None,
+) -> list[RequestRecord]:
     """Requests whose progress and availability are followed; only those of the media with
-    one of ``ids`` when given."""
+    one of ``ids``, or of the media item ``media_id``, when given."""
     conditions: list[Any] = [requests_t.c.status.in_(TRACKED)]
-    if ids:
+    if media_id is not None:
+        conditions.append(requests_t.c.media_id == media_id)
+    elif ids:
         matches = []
         for scheme, column in (("tmdb", media_t.c.tmdb_id), ("tvdb", media_t.c.tvdb_id)):
             value = _int_id(ids, scheme)
@@ -983,7 +1152,7 @@ async def tracked(engine: AsyncEngine, ids: Mapping[str, str] | None = None) -> 
                 .order_by(requests_t.c.created_at)
             )
         ).all()
-        return _records(rows, await _seasons_of(conn, [r.id for r in rows]))
+        return _records(rows, await _seasons_of(conn, _series(*rows)))
 
 
 async def set_details(
