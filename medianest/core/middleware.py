@@ -6,6 +6,7 @@ Every route declares its ``access`` (``"public"``, ``"user"`` or a permission); 
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from urllib.parse import quote
@@ -29,6 +30,25 @@ def _api_token(request: web.Request) -> str | None:
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
     return request.headers.get("X-Api-Key") or None
+
+
+_TOKEN_VALUE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _session_cookie(request: web.Request) -> str | None:
+    """The session cookie's value. A session token is plain URL-safe characters: found once
+    in a plain ``Cookie`` header, it is read there; anything else (quoted, repeated, oddly
+    spaced) goes to aiohttp's full cookie parser, which costs more than the rest of the
+    sign-in check."""
+    header = request.headers.get("Cookie")
+    if header is None or SESSION_COOKIE not in header:
+        return None
+    if header.count(SESSION_COOKIE) == 1:
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and _TOKEN_VALUE.fullmatch(value):
+                return value
+    return request.cookies.get(SESSION_COOKIE)
 
 
 @web.middleware
@@ -75,7 +95,7 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
         user = await app[TOKENS].resolve(token)
         if user is None:
             raise ApiError(401, "The API token is not valid; it may have been revoked.")
-    elif raw := request.cookies.get(SESSION_COOKIE):
+    elif raw := _session_cookie(request):
         user = await app[SESSIONS].resolve(raw)
         stale_cookie = user is None
     if user is not None:
