@@ -149,6 +149,31 @@ async def test_signing_in_twice_gives_two_sessions(
     assert await me_with(client, second) == 200
 
 
+async def test_the_session_cookie_is_read_however_the_browser_writes_the_header(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    client = await make_client(sqlite_settings)
+    cookie = cookie_of(client)
+    assert cookie is not None
+
+    async def me(header: str) -> int:
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser,
+            browser.get(client.make_url("/api/v1/auth/me"), headers={"Cookie": header}) as r,
+        ):
+            return r.status
+
+    for header in (
+        f"theme=dark; {SESSION_COOKIE}={cookie}; medianest_anon=x",
+        f'{SESSION_COOKIE}="{cookie}"',
+        f"{SESSION_COOKIE} = {cookie}",
+        f"x{SESSION_COOKIE}=nothing; {SESSION_COOKIE}={cookie}",
+    ):
+        assert await me(header) == 200, header
+    for header in (f"x{SESSION_COOKIE}={cookie}", f"{SESSION_COOKIE}=", "theme=dark"):
+        assert await me(header) == 401, header
+
+
 # --- sign-out ----------------------------------------------------------------------------------
 
 

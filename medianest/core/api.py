@@ -104,7 +104,9 @@ def to_response(result: Any) -> web.StreamResponse:
     if isinstance(result, web.StreamResponse):
         return result
     if isinstance(result, BaseModel):
-        return web.Response(body=result.model_dump_json().encode(), content_type="application/json")
+        return web.Response(
+            body=result.__pydantic_serializer__.to_json(result), content_type="application/json"
+        )
     return json_response(result)
 
 

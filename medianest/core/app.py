@@ -29,7 +29,6 @@ from .bus import Bus, RedisBus
 from .cache import MemoryCache, RedisCache
 from .crypto import SecretBox
 from .dashboard import WidgetBoard
-from .errors import error_middleware
 from .fulfilment import REQUESTS_TOPIC, RequestDesk
 from .jobs import job_queue
 from .keys import (
@@ -50,9 +49,7 @@ from .keys import (
     SETTINGS,
     TOKENS,
 )
-from .logs import request_id_middleware
-from .metrics import metrics_middleware
-from .middleware import anon_cookie_middleware, auth_middleware, on_response_prepare
+from .middleware import core_middleware, on_response_prepare
 from .notifications import ME_TOPIC, Notifier
 from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
@@ -77,14 +74,7 @@ async def create_app(
     ``extra_plugins`` registers plugin objects that are not installed as packages (tests).
     """
     app = web.Application(
-        middlewares=[
-            request_id_middleware,
-            metrics_middleware,
-            error_middleware,
-            auth_middleware,
-            anon_cookie_middleware,
-            views.page_context_middleware,
-        ],
+        middlewares=[core_middleware, views.page_context_middleware],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings

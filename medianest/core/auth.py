@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
@@ -128,6 +131,77 @@ def _user_entry(row: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A cached session or token entry, read: who it is, and the times that decide."""
+
+    user: CurrentUser
+    disabled: bool
+    expires: float  # POSIX seconds; infinite for a token
+    last_seen: float | None  # of a session; the last use of a token (None: never used)
+
+    @classmethod
+    def of_session(cls, entry: dict[str, Any]) -> _Parsed:
+        return cls(
+            CurrentUser(
+                id=uuid.UUID(entry["user_id"]),
+                username=entry["username"],
+                role=entry["role"],
+                permissions=frozenset(entry["permissions"]),
+                session_id=uuid.UUID(entry["session_id"]),
+            ),
+            bool(entry["disabled"]),
+            datetime.fromisoformat(entry["expires_at"]).timestamp(),
+            datetime.fromisoformat(entry["last_seen_at"]).timestamp(),
+        )
+
+    @classmethod
+    def of_token(cls, entry: dict[str, Any]) -> _Parsed:
+        last = entry["last_used_at"]
+        return cls(
+            CurrentUser(
+                id=uuid.UUID(entry["user_id"]),
+                username=entry["username"],
+                role=entry["role"],
+                permissions=frozenset(entry["permissions"]),
+                token_id=uuid.UUID(entry["token_id"]),
+            ),
+            bool(entry["disabled"]),
+            math.inf,
+            None if last is None else datetime.fromisoformat(last).timestamp(),
+        )
+
+
+class _ReadOnce:
+    """What this process made of cached entries, each kept with the bytes it was read from.
+
+    The cache stays the one truth (a revocation deletes its entry, on every process): an entry
+    is used again only while the cache holds exactly the bytes it was read from, so that a
+    signed-in request does not parse the same dates and ids again.
+    """
+
+    def __init__(self, parse: Callable[[dict[str, Any]], _Parsed], size: int = 10_000) -> None:
+        self._parse = parse
+        self._size = size
+        self._kept: dict[str, tuple[bytes, _Parsed]] = {}
+
+    def read(self, key: str, stored: bytes) -> _Parsed:
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == stored:
+            return kept[1]
+        parsed = self._parse(orjson.loads(stored))
+        if len(self._kept) >= self._size:
+            del self._kept[next(iter(self._kept))]  # the oldest read first
+        self._kept[key] = (stored, parsed)
+        return parsed
+
+    def forget(self, key: str) -> None:
+        self._kept.pop(key, None)
+
+
+_TOUCH_SECONDS = TOUCH_EVERY.total_seconds()
+
+
 @dataclass
 class SessionPolicy:
     idle: timedelta
@@ -144,6 +218,9 @@ class Sessions:
     # Told of revoked sessions and changed users ({"session_ids": [...]} or {"user_id": ...}),
     # so that open websockets close too; the app points it at the bus.
     notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    _read: _ReadOnce = field(
+        default_factory=lambda: _ReadOnce(_Parsed.of_session), init=False, repr=False
+    )
 
     async def _notify(self, message: dict[str, Any]) -> None:
         if self.notify is not None:
@@ -178,28 +255,34 @@ class Sessions:
         """The user of a session cookie, or ``None`` if it is unknown, expired or disabled."""
         token_hash = hash_token(raw)
         key = f"session:{token_hash}"
-        entry = await self.cache.get(key)
-        if entry is None:
+        stored = await self.cache.get_encoded(key)
+        entry: dict[str, Any] | None = None
+        if stored is None:
+            self._read.forget(key)
             entry = await self._load(token_hash)
             if entry is None:
                 return None
             await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
-        now = datetime.now(UTC)
-        expires = datetime.fromisoformat(entry["expires_at"])
-        last_seen = datetime.fromisoformat(entry["last_seen_at"])
-        if entry["disabled"] or now >= expires or now - last_seen >= self.policy.idle:
+            session = _Parsed.of_session(entry)
+        else:
+            session = self._read.read(key, stored)
+        now = time.time()
+        last_seen = session.last_seen or 0.0
+        if (
+            session.disabled
+            or now >= session.expires
+            or now - last_seen >= self.policy.idle.total_seconds()
+        ):
             return None
-        if now - last_seen >= TOUCH_EVERY:
-            entry["last_seen_at"] = now.isoformat()
-            await self._touch(uuid.UUID(entry["session_id"]), entry["user_id"], now)
+        if now - last_seen >= _TOUCH_SECONDS:
+            if entry is None:
+                assert stored is not None  # either read from the cache or loaded just above
+                entry = orjson.loads(stored)
+            moment = datetime.fromtimestamp(now, UTC)
+            entry["last_seen_at"] = moment.isoformat()
+            await self._touch(uuid.UUID(entry["session_id"]), entry["user_id"], moment)
             await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
-        return CurrentUser(
-            id=uuid.UUID(entry["user_id"]),
-            username=entry["username"],
-            role=entry["role"],
-            permissions=frozenset(entry["permissions"]),
-            session_id=uuid.UUID(entry["session_id"]),
-        )
+        return session.user
 
     async def _load(self, token_hash: str) -> dict[str, Any] | None:
         query = (
@@ -306,6 +389,9 @@ class ApiTokens:
 
     engine: AsyncEngine
     cache: Cache
+    _read: _ReadOnce = field(
+        default_factory=lambda: _ReadOnce(_Parsed.of_token), init=False, repr=False
+    )
 
     async def create(self, user_id: uuid.UUID, name: str) -> tuple[uuid.UUID, str]:
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -325,8 +411,10 @@ class ApiTokens:
     async def resolve(self, raw: str) -> CurrentUser | None:
         token_hash = hash_token(raw)
         key = f"token:{token_hash}"
-        entry = await self.cache.get(key)
-        if entry is None:
+        stored = await self.cache.get_encoded(key)
+        entry: dict[str, Any] | None = None
+        if stored is None:
+            self._read.forget(key)
             query = (
                 select(ApiToken.id, ApiToken.last_used_at, *_USER_COLUMNS)
                 .join(User, User.id == ApiToken.user_id)
@@ -343,26 +431,26 @@ class ApiTokens:
                 "last_used_at": _aware(last_used).isoformat() if last_used else None,
             }
             await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
-        if entry["disabled"]:
+            token = _Parsed.of_token(entry)
+        else:
+            token = self._read.read(key, stored)
+        if token.disabled:
             return None
-        now = datetime.now(UTC)
-        last = entry["last_used_at"]
-        if last is None or now - datetime.fromisoformat(last) >= TOUCH_EVERY:
-            entry["last_used_at"] = now.isoformat()
+        now = time.time()
+        if token.last_seen is None or now - token.last_seen >= _TOUCH_SECONDS:
+            if entry is None:
+                assert stored is not None  # either read from the cache or loaded just above
+                entry = orjson.loads(stored)
+            moment = datetime.fromtimestamp(now, UTC)
+            entry["last_used_at"] = moment.isoformat()
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(ApiToken)
                     .where(ApiToken.id == uuid.UUID(entry["token_id"]))
-                    .values(last_used_at=now)
+                    .values(last_used_at=moment)
                 )
             await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
-        return CurrentUser(
-            id=uuid.UUID(entry["user_id"]),
-            username=entry["username"],
-            role=entry["role"],
-            permissions=frozenset(entry["permissions"]),
-            token_id=uuid.UUID(entry["token_id"]),
-        )
+        return token.user
 
     async def revoke(self, token_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         async with self.engine.begin() as conn:

@@ -295,8 +295,11 @@ class Me(ApiModel):
     )
 
 
+_EVERY_PERMISSION = tuple(sorted(p.value for p in Permission))
+
+
 def _me(request: web.Request, user: CurrentUser, csrf: str | None) -> Me:
-    perms = sorted(p.value for p in Permission) if user.is_admin else sorted(user.permissions)
+    perms = list(_EVERY_PERMISSION) if user.is_admin else sorted(user.permissions)
     return Me(
         id=str(user.id), username=user.username, role=user.role, permissions=perms, csrf_token=csrf
     )

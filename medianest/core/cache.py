@@ -36,6 +36,11 @@ class Cache(ABC):
         """Return the value stored under ``key``, or ``None`` when absent or expired."""
 
     @abstractmethod
+    async def get_encoded(self, key: str) -> bytes | None:
+        """The JSON of the value stored under ``key`` as stored, or ``None``: for a caller that
+        keeps what it made of a value, and reads it again only when these bytes change."""
+
+    @abstractmethod
     async def set(self, key: str, value: Any, ttl: float) -> None:
         """Store a JSON-serialisable ``value`` for ``ttl`` seconds."""
 
@@ -136,6 +141,16 @@ class MemoryCache(Cache):
             return None
         return orjson.loads(raw)
 
+    async def get_encoded(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires, raw = entry
+        if expires < time.monotonic():
+            self._data.pop(key, None)
+            return None
+        return raw
+
     async def set(self, key: str, value: Any, ttl: float) -> None:
         if len(self._data) >= self._max_entries and key not in self._data:
             self._evict()
@@ -163,6 +178,10 @@ class RedisCache(Cache):
     async def get(self, key: str) -> Any | None:
         raw = await self._redis.get(self._prefix + key)
         return None if raw is None else orjson.loads(raw)
+
+    async def get_encoded(self, key: str) -> bytes | None:
+        raw = await self._redis.get(self._prefix + key)
+        return None if raw is None else bytes(raw)
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
         await self._redis.set(self._prefix + key, orjson.dumps(value), px=max(1, int(ttl * 1000)))

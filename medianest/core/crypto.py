@@ -58,6 +58,9 @@ def is_encrypted(value: object) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
+_SIGNED_KEPT = 10_000
+
+
 class SecretBox:
     """Encrypts and decrypts stored secrets with a keyring (newest key first)."""
 
@@ -73,6 +76,9 @@ class SecretBox:
         # Signs with the newest key; MACs made under an older key of the keyring still verify,
         # so that pages opened before a rotation keep working until the old key is pruned.
         self._signing_keys = [_derive(k, b"medianest signing") for k in keys]
+        # MACs made under the current key, by message: a session's CSRF token is asked for on
+        # every page and every /api/v1/auth/me, and stays the same until the key changes.
+        self._signed: dict[str, str] = {}
 
     def reload(self) -> bool:
         """Re-read the keyring (a rotation may have put a new key first); True if it changed."""
@@ -123,7 +129,13 @@ class SecretBox:
 
     def sign(self, message: str) -> str:
         """A MAC of ``message`` under the current key (CSRF tokens, pending sign-ins)."""
-        return self._mac(self._signing_keys[0], message)
+        mac = self._signed.get(message)
+        if mac is None:
+            mac = self._mac(self._signing_keys[0], message)
+            if len(self._signed) >= _SIGNED_KEPT:
+                self._signed.clear()
+            self._signed[message] = mac
+        return mac
 
     def verify(self, message: str, mac: str) -> bool:
         """Whether ``mac`` was made by :meth:`sign` under any key of the keyring."""
@@ -137,7 +149,9 @@ class SecretBox:
 
     @staticmethod
     def _mac(key: bytes, message: str) -> str:
-        return _b64(hmac.new(key, message.encode(), hashlib.sha256).digest())
+        # The one-call form: same MAC, without building an HMAC object (CSRF tokens are made
+        # and checked on many requests).
+        return _b64(hmac.digest(key, message.encode(), "sha256"))
 
 
 def write_keyring(path: Path, keys: list[str]) -> None:

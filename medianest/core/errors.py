@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp_jinja2
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +87,15 @@ _HTTP_MESSAGES = {
 }
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        response = await _render(request, err)
-        response.headers.update(err.headers)
+async def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The answer to a failure: an :class:`ApiError`, an aiohttp HTTP error (4xx, 5xx) or
+    anything unexpected (logged with its traceback). Redirects are not failures: the caller
+    lets them through."""
+    if isinstance(exc, ApiError):
+        response = await _render(request, exc)
+        response.headers.update(exc.headers)
         return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         default_text = f"{exc.status}: {exc.reason}"
         if exc.text and exc.text != default_text:
             message = exc.text
@@ -109,8 +106,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         return response
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return await _render(
-            request, ApiError(500, "Something went wrong on our side; it has been logged.")
-        )
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return await _render(
+        request, ApiError(500, "Something went wrong on our side; it has been logged.")
+    )

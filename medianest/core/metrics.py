@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -101,22 +100,25 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "(unmatched)"
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        route = route_label(request)
-        HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
-        if route != "/ws":
-            HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+_HttpSeries = tuple[Any, Any]  # the counter's and the histogram's (or None) children
+_HTTP_SERIES: dict[tuple[str, str, int], _HttpSeries] = {}
+
+
+def observe_request(request: web.Request, status: int, seconds: float) -> None:
+    """Count an answered request and how long it took (websockets are not timed)."""
+    route = route_label(request)
+    key = (route, request.method, status)
+    # The children of a label set never change: look them up once, not on every request.
+    series = _HTTP_SERIES.get(key)
+    if series is None:
+        series = (
+            HTTP_REQUESTS.labels(route, request.method, str(status)),
+            HTTP_LATENCY.labels(route, request.method) if route != "/ws" else None,
+        )
+        _HTTP_SERIES[key] = series
+    series[0].inc()
+    if series[1] is not None:
+        series[1].observe(seconds)
 
 
 # --- jobs -----------------------------------------------------------------------------------

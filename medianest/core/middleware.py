@@ -6,16 +6,20 @@ Every route declares its ``access`` (``"public"``, ``"user"`` or a permission); 
 
 from __future__ import annotations
 
+import re
 import secrets
+import time
 from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
-from .errors import ApiError
+from .errors import ApiError, error_response
 from .extensions import Route
 from .keys import BOX, CLIENT_ADDRESS, HTTPS, LIMITS, PROXIES, SESSIONS, SETTINGS, TOKENS, USER
+from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_for
+from .metrics import observe_request
 from .security import ANON_COOKIE, CSRF_FIELD, CSRF_HEADER, csrf_token, csrf_valid, security_headers
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -28,8 +32,56 @@ def _api_token(request: web.Request) -> str | None:
     return request.headers.get("X-Api-Key") or None
 
 
+_TOKEN_VALUE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _session_cookie(request: web.Request) -> str | None:
+    """The session cookie's value. A session token is plain URL-safe characters: found once
+    in a plain ``Cookie`` header, it is read there; anything else (quoted, repeated, oddly
+    spaced) goes to aiohttp's full cookie parser, which costs more than the rest of the
+    sign-in check."""
+    header = request.headers.get("Cookie")
+    if header is None or SESSION_COOKIE not in header:
+        return None
+    if header.count(SESSION_COOKIE) == 1:
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and _TOKEN_VALUE.fullmatch(value):
+                return value
+    return request.cookies.get(SESSION_COOKIE)
+
+
 @web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def core_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every request goes through, in one pass (each middleware of its own would cost a
+    call layer per request): the request id, the HTTP metrics, errors made into answers, who
+    is asking (API token or session cookie) and their count of API calls, and the cookies the
+    answer sets or drops."""
+    request_id = request_id_for(request)
+    context = REQUEST_ID.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await _authenticated(request, handler)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # a redirect: aiohttp sends it
+                status = exc.status
+                exc.headers[REQUEST_ID_HEADER] = request_id
+                raise
+            response = await error_response(request, exc)
+        except Exception as exc:
+            response = await error_response(request, exc)
+        status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        observe_request(request, status, time.perf_counter() - started)
+        REQUEST_ID.reset(context)
+
+
+async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve the user from an API token or the session cookie; count their API calls."""
     app = request.app
     proxies = app[PROXIES]
@@ -43,7 +95,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         user = await app[TOKENS].resolve(token)
         if user is None:
             raise ApiError(401, "The API token is not valid; it may have been revoked.")
-    elif raw := request.cookies.get(SESSION_COOKIE):
+    elif raw := _session_cookie(request):
         user = await app[SESSIONS].resolve(raw)
         stale_cookie = user is None
     if user is not None:
@@ -52,14 +104,29 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             limits = app[LIMITS]
             await limits.hit(limits.api, "api", str(user.id), what="API calls")
     response = await handler(request)
-    # A stale cookie is dropped, unless this very response signed in and set a new one.
-    if stale_cookie and not response.prepared and SESSION_COOKIE not in response.cookies:
-        response.del_cookie(SESSION_COOKIE, path="/")
+    if not response.prepared:
+        # The anonymous visitor's CSRF cookie, when the page made one (see page_csrf_token).
+        anon = request.get(_NEW_ANON)
+        if anon is not None:
+            response.set_cookie(
+                ANON_COOKIE,
+                anon,
+                httponly=True,
+                samesite="Lax",
+                path="/",
+                secure=request.get(HTTPS, False),
+            )
+        # A stale cookie is dropped, unless this very response signed in and set a new one.
+        if stale_cookie and SESSION_COOKIE not in response.cookies:
+            response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     security_headers(response, https=request.get(HTTPS, False))
+
+
+_NEW_ANON = web.RequestKey("new_anon_cookie", str)
 
 
 def current_user(request: web.Request) -> CurrentUser | None:
@@ -107,32 +174,13 @@ def page_csrf_token(request: web.Request) -> str:
     """The token forms and scripts of this page send back; sets the anonymous cookie if needed."""
     binding = csrf_binding(request)
     if binding is None:
-        # The handler's response carries this cookie (see anon_cookie_middleware).
+        # The handler's response carries this cookie (see core_middleware).
         anon = request.get(_NEW_ANON)
         if anon is None:
             anon = secrets.token_urlsafe(24)
             request[_NEW_ANON] = anon
         binding = f"anon:{anon}"
     return csrf_token(request.app[BOX], binding)
-
-
-_NEW_ANON = web.RequestKey("new_anon_cookie", str)
-
-
-@web.middleware
-async def anon_cookie_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    anon = request.get(_NEW_ANON)
-    if anon is not None and not response.prepared:
-        response.set_cookie(
-            ANON_COOKIE,
-            anon,
-            httponly=True,
-            samesite="Lax",
-            path="/",
-            secure=request.get(HTTPS, False),
-        )
-    return response
 
 
 async def check_csrf(request: web.Request, user: CurrentUser | None) -> None:
