@@ -1,9 +1,14 @@
 """Many websocket subscribers in one process, for the fan-out scenario.
 
-``python -m bench.wsclients URL COOKIE COUNT TOPIC`` opens COUNT sockets to ``URL`` (``ws://…/ws``)
-with the session ``COOKIE``, subscribes each to ``TOPIC`` and prints ``READY n`` once ``n`` are
-subscribed. It then waits for one event on every socket (or for a timeout) and prints one JSON
+``python -m bench.wsclients URL COOKIE COUNT TOPIC [EVENT KEY VALUE]`` opens COUNT sockets to
+``URL`` (``ws://…/ws``) with the session ``COOKIE``, subscribes each to ``TOPIC`` and prints
+``READY n`` once ``n`` are subscribed. It then waits on every socket (or until a timeout) for
+one event: the first one, or with EVENT, KEY and VALUE the first ``EVENT`` whose data has
+``KEY`` equal to ``VALUE`` (other events on the topic are read and skipped), and prints one JSON
 line: how many received it, and the wall-clock times of the first and the last arrival.
+
+The benchmark runs several of these processes: one Python process reading 10,000 sockets is
+slower than the server writing to them, and would measure itself.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import aiohttp
 # Sockets opened at once: the server's listen backlog is finite.
 CONNECTING = 200
 WAIT = 30.0
+
+Match = tuple[str, str, str] | None
 
 
 async def _open(
@@ -37,15 +44,31 @@ async def _open(
         return ws
 
 
-async def _first_event(ws: aiohttp.ClientWebSocketResponse) -> float | None:
-    try:
-        msg = await ws.receive(timeout=WAIT)
-    except TimeoutError:
-        return None
-    return time.time() if msg.type is aiohttp.WSMsgType.TEXT else None
+def _wanted(text: str, match: Match) -> bool:
+    if match is None:
+        return True
+    event, key, value = match
+    message = json.loads(text)
+    return bool(
+        message.get("event") == event and str((message.get("data") or {}).get(key)) == value
+    )
 
 
-async def run(url: str, cookie: str, count: int, topic: str) -> None:
+async def _first_event(ws: aiohttp.ClientWebSocketResponse, match: Match) -> float | None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            msg = await ws.receive(timeout=max(deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            return None
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return None
+        arrived = time.time()
+        if _wanted(msg.data, match):
+            return arrived
+
+
+async def run(url: str, cookie: str, count: int, topic: str, match: Match) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
@@ -56,7 +79,8 @@ async def run(url: str, cookie: str, count: int, topic: str) -> None:
         opened = await asyncio.gather(*(_open(session, url, topic, gate) for _ in range(count)))
         sockets = [ws for ws in opened if ws is not None]
         print(f"READY {len(sockets)}", flush=True)
-        arrivals = [t for t in await asyncio.gather(*(_first_event(ws) for ws in sockets)) if t]
+        found = await asyncio.gather(*(_first_event(ws, match) for ws in sockets))
+        arrivals = [t for t in found if t]
         print(
             json.dumps(
                 {
@@ -73,7 +97,8 @@ async def run(url: str, cookie: str, count: int, topic: str) -> None:
 
 def main() -> None:
     url, cookie, count, topic = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    asyncio.run(run(url, cookie, count, topic))
+    match: Match = (sys.argv[5], sys.argv[6], sys.argv[7]) if len(sys.argv) > 7 else None
+    asyncio.run(run(url, cookie, count, topic, match))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,15 @@ from .core.extensions import (
     Widget,
 )
 from .core.hookspecs import hookimpl
-from .core.http import BadResponse, Fetched, RateLimited, ServiceClient, ServiceError, Unauthorised
+from .core.http import (
+    BadResponse,
+    Fetched,
+    RateLimited,
+    ServiceClient,
+    ServiceError,
+    Unauthorised,
+    tls_context,
+)
 from .core.jobs import JobRun, JobType
 from .core.middleware import current_user, site_url
 from .core.models import YouTubeDownload
@@ -79,5 +87,6 @@ __all__ = [
     "sign_in",
     "sign_in_problem",
     "site_url",
+    "tls_context",
     "user_quota",
 ]

@@ -8,12 +8,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 from aiohttp import web
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
@@ -28,10 +26,24 @@ from .core.plugins import PluginNotFound, PluginRegistry, secret_paths
 from .core.rotation import Report, SecretFieldsOf, keys_in_use, reencrypt
 from .core.settings import Settings, SettingsError, key_file, load_keyring, load_settings
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 T = TypeVar("T")
 
-# What an unreachable or misconfigured database or Redis raises.
-_SERVICE_ERRORS = (OSError, ConnectionError, RedisError, DBAPIError)
+
+def _service_errors() -> tuple[type[Exception], ...]:
+    """What an unreachable or misconfigured database or Redis raises. Redis's client is imported
+    only when Redis is configured; until then none of its errors can happen."""
+    redis_errors = sys.modules.get("redis.exceptions")
+    found: tuple[type[Exception], ...] = (OSError, ConnectionError, DBAPIError)
+    return found if redis_errors is None else (*found, redis_errors.RedisError)
+
+
+def _redis(url: str) -> Redis:
+    from redis.asyncio import Redis  # imported only when Redis is configured
+
+    return Redis.from_url(url)
 
 
 def _describe(exc: BaseException) -> str:
@@ -61,7 +73,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except db.SchemaError as exc:
         _fail(str(exc))
-    except _SERVICE_ERRORS as exc:
+    except _service_errors() as exc:
         if isinstance(exc, DBAPIError):
             _fail(_describe(exc))
         _fail(f"could not reach a service MediaNest needs: {exc}")
@@ -108,7 +120,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         )
     except db.SchemaError as exc:
         _fail(str(exc))
-    except _SERVICE_ERRORS as exc:
+    except _service_errors() as exc:
         _fail(f"could not start: {_describe(exc)}")
 
 
@@ -189,7 +201,7 @@ async def _work(settings: Settings) -> None:
     registry.discover()
     await registry.collect()
     engine = db.create_engine(settings)
-    redis = Redis.from_url(settings.redis_url)
+    redis = _redis(settings.redis_url)
     bus = RedisBus(redis)
     queue = RedisJobQueue(
         settings.redis_url, settings.jobs_concurrency, settings.jobs_sweep_interval
@@ -320,7 +332,7 @@ def check_config(ctx: click.Context) -> None:
         else:
             _fail(db.schema_problem(status))
         if settings.redis_url:
-            redis = Redis.from_url(settings.redis_url)
+            redis = _redis(settings.redis_url)
             try:
                 await cast(Awaitable[bool], redis.ping())
             finally:
@@ -342,7 +354,7 @@ async def _with_registry(
     registry.discover()
     await registry.collect()
     engine = db.create_engine(settings)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = _redis(settings.redis_url) if settings.redis_url else None
     try:
         await db.check_schema(engine)
         # With Redis the change reaches running processes at once; without it, at their next start.

@@ -6,6 +6,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,6 +91,16 @@ async def test_upgrade_creates_every_table_and_index(engine: AsyncEngine) -> Non
     assert "ix_requests_status_created_at" in indexes["requests"]
     status = await db.schema_status(engine)
     assert status.up_to_date and status.current == db.head_revision() and not status.empty
+
+
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    # The start-up check reads the head from the file names, without loading Alembic.
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(db.alembic_config())
+    assert scripts.get_heads() == [db.head_revision()]
+    for script in scripts.walk_revisions():
+        assert Path(script.path).name.startswith(f"{script.revision}_")
 
 
 async def test_downgrade_to_base_removes_everything_and_upgrade_works_again(

@@ -19,7 +19,6 @@ from typing import cast
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from redis.asyncio import Redis
 
 from .. import __version__
 from . import db, views
@@ -152,6 +151,8 @@ async def _redis_and_cache(app: web.Application) -> AsyncIterator[None]:
         app[BUS] = Bus()
         yield
         return
+    from redis.asyncio import Redis  # only with Redis configured: the default has no use for it
+
     redis = Redis.from_url(settings.redis_url)
     try:
         await cast(Awaitable[bool], redis.ping())

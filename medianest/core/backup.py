@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -93,6 +92,8 @@ def _ident(name: str) -> str:
 
 
 def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory  # Alembic only when a backup is made or read
+
     return {
         rev.revision for rev in ScriptDirectory.from_config(db.alembic_config()).walk_revisions()
     }

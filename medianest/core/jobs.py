@@ -11,13 +11,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from saq.types import Context, PartialTimersDict
+from typing import TYPE_CHECKING, Any
 
 from .extensions import PluginContext, Poller, call_with, resolve
 from .http import waiting_for_services
 from .metrics import JOBS
+
+if TYPE_CHECKING:
+    from saq.types import Context
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ class RedisJobQueue(JobQueue):
     async def work(self) -> None:
         """Consume the queue until cancelled or signalled (``medianest worker``)."""
         from saq import Worker
+        from saq.types import PartialTimersDict
 
         worker = Worker(
             self.queue,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .auth import ApiTokens, CurrentUser, Sessions
@@ -18,10 +19,13 @@ from .security import RateLimits, TrustedProxies
 from .settings import Settings
 from .ws import WebSocketHub
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis  # imported only when Redis is configured
+
 SETTINGS = web.AppKey("settings", Settings)
 BOX = web.AppKey("box", SecretBox)
 ENGINE = web.AppKey("engine", AsyncEngine)
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[Redis] = web.AppKey("redis")
 CACHE = web.AppKey("cache", Cache)
 BUS = web.AppKey("bus", Bus)
 HUB = web.AppKey("hub", WebSocketHub)

@@ -45,7 +45,7 @@ from tenacity import (
     wait_random,
 )
 
-from medianest import Notice, __version__
+from medianest import Notice, __version__, tls_context
 
 from .settings import Settings
 
@@ -286,6 +286,7 @@ def new_client() -> httpx.AsyncClient:
         # A redirect is reported, not followed: following it would turn the POST into a GET
         # (301, 302) and the notification would be lost.
         follow_redirects=False,
+        verify=tls_context(),
     )
 
 

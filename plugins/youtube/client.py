@@ -11,7 +11,6 @@ import asyncio
 import re
 from typing import Any
 
-import yt_dlp
 from pydantic import BaseModel
 
 from medianest import PluginContext, ServiceClient, ServiceError
@@ -150,7 +149,15 @@ async def _playlist_items(http: ServiceClient, playlist_id: str) -> list[Preview
     ]
 
 
+class NothingToDownload(Exception):
+    """yt-dlp found nothing to download at a link; the message is yt-dlp's, saying why."""
+
+
 def _ytdlp_preview(url: str) -> Preview:
+    # yt-dlp loads every site's extractor: imported by the first preview (in its thread), not
+    # when the plugin loads.
+    import yt_dlp
+
     params = {
         "quiet": True,
         "no_warnings": True,
@@ -159,8 +166,11 @@ def _ytdlp_preview(url: str) -> Preview:
         "playlistend": MAX_ITEMS,
         "socket_timeout": 20,
     }
-    with yt_dlp.YoutubeDL(params) as ydl:
-        info = ydl.sanitize_info(ydl.extract_info(url, download=False)) or {}
+    try:
+        with yt_dlp.YoutubeDL(params) as ydl:
+            info = ydl.sanitize_info(ydl.extract_info(url, download=False)) or {}
+    except yt_dlp.utils.DownloadError as exc:
+        raise NothingToDownload(str(exc)) from exc
     entries = [e for e in info.get("entries") or [] if e]
     is_list = info.get("_type") == "playlist" or bool(entries)
     return Preview(
@@ -180,7 +190,7 @@ def _ytdlp_preview(url: str) -> Preview:
 
 
 async def preview(plugin: PluginContext, link: Link) -> Preview:
-    """What ``link`` points at; raises ServiceError (API) or yt-dlp's DownloadError."""
+    """What ``link`` points at; raises ServiceError (API) or NothingToDownload (yt-dlp)."""
     settings: Settings = plugin.settings
     if settings.api_key is not None and "youtu" in link.host:
         try:

@@ -28,9 +28,6 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-import yt_dlp
-from yt_dlp.utils import DownloadCancelled, DownloadError
-
 from medianest import JobRun, PluginContext
 
 from . import store
@@ -134,6 +131,9 @@ class Progress:
     done_bytes: int = 0  # of the items finished before this one
 
     def hook(self, report: dict[str, Any]) -> None:
+        # yt-dlp calls the hook from its thread: it is loaded by then (see _download).
+        from yt_dlp.utils import DownloadCancelled
+
         if self.stop.is_set():
             raise DownloadCancelled("cancelled")
         info = report.get("info_dict") or {}
@@ -200,6 +200,10 @@ def _download(
     url: str, folder: Path, options: dict[str, Any], progress: Progress, log: _Log
 ) -> dict[str, Any]:
     """Run yt-dlp (blocking: in a thread). Returns its sanitised info."""
+    # yt-dlp loads every site's extractor: imported by the first download (in its thread),
+    # not when the plugin loads.
+    import yt_dlp
+
     params: dict[str, Any] = {
         "outtmpl": {"default": str(folder / "%(id)s.%(ext)s")},
         "paths": {"home": str(folder), "temp": str(folder)},
@@ -422,6 +426,8 @@ async def download_job(plugin: PluginContext, run: JobRun, download_id: str) -> 
             await _finish(plugin, key, "failed", f"Refused: {progress.too_big}.")
             return
         reason = _describe(exc)
+        from yt_dlp.utils import DownloadError  # loaded by the download's thread
+
         if isinstance(exc, DownloadError) and "larger than max-filesize" in reason.lower():
             await _finish(
                 plugin, key, "failed", "Refused: it is larger than the storage you have left."

@@ -13,7 +13,6 @@ from typing import Any, Literal
 import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, Field
-from yt_dlp.utils import DownloadError
 
 from medianest import ApiError, ApiModel, PluginContext, Route, current_user
 
@@ -125,7 +124,7 @@ async def preview(body: LinkBody, plugin: PluginContext) -> client.Preview:
     link = _check(plugin, body.url)
     try:
         return await client.preview(plugin, link)
-    except DownloadError as exc:
+    except client.NothingToDownload as exc:
         message = str(exc).removeprefix("ERROR: ")
         raise ApiError(422, f"Nothing to download at that link: {message}") from None
 
