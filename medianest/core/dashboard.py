@@ -21,6 +21,7 @@ client's) keeping the upstream calls down.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -210,7 +211,11 @@ class WidgetBoard:
         self._requests[key] = request
         if news:
             self._news.add(key)
-        task = asyncio.ensure_future(self._compute(record, widget, request))
+        # In a context of its own: started from a poller's announcement, it would otherwise
+        # inherit the poller's "wait for the service" and hold viewers up for a slow one.
+        task = asyncio.get_running_loop().create_task(
+            self._compute(record, widget, request), context=contextvars.Context()
+        )
         task.add_done_callback(lambda t: self._done(key, t))
         self._computing[key] = task
         return task
