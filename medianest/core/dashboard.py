@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,10 @@ STALE_AFTER = 60.0
 # How long a viewer waits for a view being computed after its topic announced a change,
 # before getting the previous one.
 PATIENCE = 1.0
+# Joined dashboards kept (one per audience mix that looked lately).
+MAX_JOINED = 256
+# Users whose last dashboard is kept.
+MAX_VIEWERS = 10_000
 
 
 class WidgetOut(BaseModel):
@@ -103,6 +108,21 @@ def audience(widget: Widget, user: CurrentUser | None) -> str:
 Key = tuple[str, str, str]
 
 
+@dataclass(frozen=True)
+class _Answer:
+    changes: tuple[int, int]
+    fresh_until: float
+    views: list[WidgetView]
+
+
+def _fresh_until(views: list[WidgetView]) -> float:
+    """Until when every one of ``views`` may be shown as it is (a widget without a topic is
+    computed for each viewer: never)."""
+    if any(view.widget.widget.topic is None for view in views):
+        return 0.0
+    return min((view.computed_at + STALE_AFTER for view in views), default=float("inf"))
+
+
 class WidgetBoard:
     """Every widget's views, per audience, in this process."""
 
@@ -116,6 +136,12 @@ class WidgetBoard:
         # Views whose topic announced a change while they were being computed: they are
         # computed once more when that is done.
         self._again: set[Key] = set()
+        # The tiles of the dashboards last shown, joined (see tiles()).
+        self._joined: dict[tuple[WidgetView, ...], Markup] = {}
+        # Counts every start and end of a computation: the users' last answers hold until it
+        # moves (see views()).
+        self._changes = 0
+        self._last: dict[tuple[uuid.UUID, bool] | None, _Answer] = {}
         # The request each audience's view was last computed for (its loader may read it).
         self._requests: dict[Key, web.Request] = {}
 
@@ -124,6 +150,25 @@ class WidgetBoard:
     async def views(self, request: web.Request, user: CurrentUser | None) -> list[WidgetView]:
         """Every widget of every enabled integration, as ``user`` (who sent ``request``) sees
         it."""
+        # The last answer to this user stands while no view changed or went stale and no
+        # integration was switched on or off: a lookup, not a look at every widget.
+        viewer = (user.id, user.is_admin) if user is not None else None
+        last = self._last.get(viewer)
+        if (
+            last is not None
+            and last.changes == (self._changes, self._registry.changes)
+            and time.monotonic() < last.fresh_until
+        ):
+            return last.views
+        changes = (self._changes, self._registry.changes)
+        views = await self._gather(request, user)
+        if changes == (self._changes, self._registry.changes):
+            if len(self._last) >= MAX_VIEWERS:
+                self._last.clear()
+            self._last[viewer] = _Answer(changes, _fresh_until(views), views)
+        return views
+
+    async def _gather(self, request: web.Request, user: CurrentUser | None) -> list[WidgetView]:
         wanted = [
             (record, widget)
             for record in self._registry.active_records()
@@ -138,6 +183,18 @@ class WidgetBoard:
             for i, view in zip(missing, computed, strict=True):
                 found[i] = view
         return [view for view in found if view is not None]
+
+    def tiles(self, views: list[WidgetView]) -> Markup:
+        """The tiles of ``views`` as one piece of HTML, joined once for as long as the views
+        stay the same (each view is replaced, never changed, when computed again)."""
+        key = tuple(views)
+        joined = self._joined.get(key)
+        if joined is None:
+            joined = Markup("\n").join(view.tile for view in views)
+            if len(self._joined) >= MAX_JOINED:
+                self._joined.clear()
+            self._joined[key] = joined
+        return joined
 
     async def view(
         self,
@@ -208,6 +265,7 @@ class WidgetBoard:
         *,
         news: bool = False,
     ) -> asyncio.Task[WidgetView]:
+        self._changes += 1
         self._requests[key] = request
         if news:
             self._news.add(key)
@@ -221,6 +279,7 @@ class WidgetBoard:
         return task
 
     def _done(self, key: Key, task: asyncio.Task[WidgetView]) -> None:
+        self._changes += 1
         if self._computing.get(key) is task:
             del self._computing[key]
         if not task.cancelled() and task.exception() is None:
@@ -311,6 +370,7 @@ class WidgetBoard:
         keys = [k for k in self._views if k[0] == record.name and k[1] == widget.name]
         for key in keys:
             if key in self._computing:
+                self._changes += 1
                 self._again.add(key)
                 self._news.add(key)
             else:

@@ -113,6 +113,8 @@ class PluginRegistry:
         self._contexts: dict[str, PluginContext] = {}
         self._pollers = PollerRunner()
         self._topic_owner: dict[str, str] = {}
+        # Counts activations and deactivations: what is active, with which context, changed.
+        self.changes = 0
         self._listen = False
         # Tells this process's own announcements apart from other processes' on the bus.
         self._origin = uuid.uuid4().hex
@@ -335,6 +337,7 @@ class PluginRegistry:
             await self._deactivate(record)
 
     async def _activate(self, record: PluginRecord) -> None:
+        self.changes += 1
         self._contexts.pop(record.name, None)
         try:
             ctx = self.context(record.name)
@@ -356,6 +359,7 @@ class PluginRegistry:
         log.info("plugin %s active", record.name)
 
     async def _deactivate(self, record: PluginRecord) -> None:
+        self.changes += 1
         was_active = record.active
         record.status, record.error = "inactive", None
         await self._pollers.stop(record.name)

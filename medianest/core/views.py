@@ -248,7 +248,7 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
     """The dashboard: every enabled integration's widgets."""
     views = await request.app[BOARD].views(request, current_user(request))
     return aiohttp_jinja2.render_template(
-        "dashboard.html", request, {"tiles": [view.tile for view in views]}
+        "dashboard.html", request, {"tiles": request.app[BOARD].tiles(views)}
     )
 
 
