@@ -205,6 +205,7 @@ async def _websockets(app: web.Application) -> AsyncIterator[None]:
     app[BOARD] = board
     hub = WebSocketHub(app[BUS], app[SETTINGS].ws_queue_size, topic_allowed)
     app[HUB] = hub
+    board.republish = lambda topic: hub.deliver_local(topic, "updated", {"ok": True})
     yield
     await hub.close()
     await board.close()

@@ -8,6 +8,8 @@ user: :attr:`Widget.audience`) and kept:
 - until its topic announces a change, on any process (announcements come through the bus):
   the view is then computed again at once, and viewers arriving meanwhile wait for it (at most
   :data:`PATIENCE`), so that a dashboard reloading the tile on the announcement gets the news;
+  when it takes longer, they get the previous view and the topic is announced again on this
+  process once the new one is ready;
 - at most :data:`STALE_AFTER` seconds; after that the next viewer still gets it at once while
   it is computed again in the background.
 
@@ -25,7 +27,7 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +47,9 @@ log = logging.getLogger(__name__)
 # How long a view is shown before it is computed again in the background.
 STALE_AFTER = 60.0
 # How long a viewer waits for a view being computed after its topic announced a change,
-# before getting the previous one.
-PATIENCE = 1.0
+# before getting the previous one (the topic is then announced again on this process once the
+# view is ready, so that open dashboards fetch it).
+PATIENCE = 0.25
 # Joined dashboards kept (one per audience mix that looked lately).
 MAX_JOINED = 256
 # Users whose last dashboard is kept.
@@ -136,6 +139,10 @@ class WidgetBoard:
         # Views whose topic announced a change while they were being computed: they are
         # computed once more when that is done.
         self._again: set[Key] = set()
+        # Views computed with news that some viewer stopped waiting for.
+        self._late: set[Key] = set()
+        # Announces a widget's topic again on this process (set once the hub exists).
+        self.republish: Callable[[str], None] | None = None
         # The tiles of the dashboards last shown, joined (see tiles()).
         self._joined: dict[tuple[WidgetView, ...], Markup] = {}
         # Counts every start and end of a computation: the users' last answers hold until it
@@ -249,8 +256,11 @@ class WidgetBoard:
         deadline = time.monotonic() + PATIENCE
         while True:
             done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                self._late.add(key)
+                return self._views.get(key, previous)
             following = self._computing.get(key)
-            if not done or following is None or key not in self._news:
+            if following is None or key not in self._news:
                 return self._views.get(key, previous)
             task = following
 
@@ -284,6 +294,12 @@ class WidgetBoard:
             del self._computing[key]
         if not task.cancelled() and task.exception() is None:
             self._views[key] = task.result()
+            if key in self._late and key not in self._again:
+                # Some viewers were shown the previous view: tell their dashboards to look again.
+                self._late.discard(key)
+                topic = task.result().widget.widget.topic
+                if topic is not None and self.republish is not None:
+                    self.republish(topic)
         if key not in self._again:
             self._news.discard(key)
             return
