@@ -221,6 +221,8 @@ class Sessions:
     _read: _ReadOnce = field(
         default_factory=lambda: _ReadOnce(_Parsed.of_session), init=False, repr=False
     )
+    # Sessions whose "last seen" is being written by one of their requests right now.
+    _touching: set[str] = field(default_factory=set, init=False, repr=False)
 
     async def _notify(self, message: dict[str, Any]) -> None:
         if self.notify is not None:
@@ -259,10 +261,13 @@ class Sessions:
         entry: dict[str, Any] | None = None
         if stored is None:
             self._read.forget(key)
-            entry = await self._load(token_hash)
+            # The many requests of one browser (or one script) that find the entry expired
+            # together make one query, not one each.
+            entry = await self.cache.get_or_compute(
+                key, SESSION_CACHE_SECONDS, lambda: self._load(token_hash)
+            )
             if entry is None:
                 return None
-            await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
             session = _Parsed.of_session(entry)
         else:
             session = self._read.read(key, stored)
@@ -274,14 +279,19 @@ class Sessions:
             or now - last_seen >= self.policy.idle.total_seconds()
         ):
             return None
-        if now - last_seen >= _TOUCH_SECONDS:
-            if entry is None:
-                assert stored is not None  # either read from the cache or loaded just above
-                entry = orjson.loads(stored)
-            moment = datetime.fromtimestamp(now, UTC)
-            entry["last_seen_at"] = moment.isoformat()
-            await self._touch(uuid.UUID(entry["session_id"]), entry["user_id"], moment)
-            await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
+        if now - last_seen >= _TOUCH_SECONDS and key not in self._touching:
+            # One request writes "last seen"; the session's others meanwhile go on.
+            self._touching.add(key)
+            try:
+                if entry is None:
+                    assert stored is not None  # either read from the cache or loaded above
+                    entry = orjson.loads(stored)
+                moment = datetime.fromtimestamp(now, UTC)
+                entry["last_seen_at"] = moment.isoformat()
+                await self._touch(uuid.UUID(entry["session_id"]), entry["user_id"], moment)
+                await self.cache.set(key, entry, SESSION_CACHE_SECONDS)
+            finally:
+                self._touching.discard(key)
         return session.user
 
     async def _load(self, token_hash: str) -> dict[str, Any] | None:
