@@ -16,7 +16,7 @@ from conftest import Client, MakeClient, add_user, wait_for
 from medianest_plugins.arr import pollers as arr_pollers
 from medianest_plugins.plex import pollers as plex_pollers
 
-from medianest.core.settings import Settings
+from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakePlexMediaServer, FakeRadarr, FakeSonarr, FakeTMDB
 
 FILM = 604  # The Matrix Reloaded
@@ -46,6 +46,16 @@ class World:
     @property
     def app(self) -> Any:
         return self.admin.app
+
+
+def tuned(settings: Settings, **extra: Any) -> Settings:
+    """``settings`` with requests checked every 0.3 s."""
+    return load_settings(
+        data_dir=settings.data_dir,
+        database_url=settings.database_url,
+        request_check_interval=0.3,
+        **extra,
+    )
 
 
 def arr_instance(fake: FakeRadarr | FakeSonarr, name: str, **extra: Any) -> dict[str, Any]:

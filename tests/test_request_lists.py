@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from conftest import MakeClient
-from request_world import FILM, patch_intervals, second_browser, world
+from request_world import FILM, patch_intervals, second_browser, tuned, world
 
-from medianest.core.settings import Settings, load_settings
+from medianest.core.settings import Settings
 
 ALL = "/api/v1/requests?scope=all"
 
@@ -18,15 +18,6 @@ ALL = "/api/v1/requests?scope=all"
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     patch_intervals(monkeypatch)
-
-
-def tuned(settings: Settings, **extra: Any) -> Settings:
-    return load_settings(
-        data_dir=settings.data_dir,
-        database_url=settings.database_url,
-        request_check_interval=0.3,
-        **extra,
-    )
 
 
 async def listed(client: Any, url: str) -> dict[str, Any]:

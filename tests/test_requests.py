@@ -8,26 +8,17 @@ from typing import Any
 
 import pytest
 from conftest import MakeClient, wait_for
-from request_world import FILM, SERIES, patch_intervals, second_browser, world
+from request_world import FILM, SERIES, patch_intervals, second_browser, tuned, world
 from sqlalchemy import select
 
 from medianest.core.keys import ENGINE
 from medianest.core.models import Approval
-from medianest.core.settings import Settings, load_settings
+from medianest.core.settings import Settings
 
 
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     patch_intervals(monkeypatch)
-
-
-def tuned(settings: Settings, **extra: Any) -> Settings:
-    return load_settings(
-        data_dir=settings.data_dir,
-        database_url=settings.database_url,
-        request_check_interval=0.3,
-        **extra,
-    )
 
 
 FILM_BODY = {"media_type": "movie", "tmdb_id": FILM}

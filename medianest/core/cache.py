@@ -134,14 +134,8 @@ class MemoryCache(Cache):
         self._max_entries = max_entries
 
     async def get(self, key: str) -> Any | None:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        expires, raw = entry
-        if expires < time.monotonic():
-            self._data.pop(key, None)
-            return None
-        return orjson.loads(raw)
+        raw = await self.get_encoded(key)
+        return None if raw is None else orjson.loads(raw)
 
     async def get_encoded(self, key: str) -> bytes | None:
         entry = self._data.get(key)
