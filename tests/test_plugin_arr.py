@@ -914,6 +914,28 @@ async def test_fulfilment_that_cannot_be_done_says_why_and_never_raises(
     assert await registry.call_first("fulfil_request", request=BREAKING_BAD) is None
 
 
+async def test_fulfilments_read_profiles_and_folders_once_and_find_a_new_folder_at_once(
+    sqlite_settings: Settings, make_client: MakeClient, radarr: FakeRadarr
+) -> None:
+    client = await make_client(sqlite_settings)
+    await configure(client, radarr=[instance(radarr, "Radarr")])
+    before = radarr.calls.copy()
+    assert (await fulfil(client, MATRIX)).ok
+    assert (await fulfil(client, request("movie", "Inception", {"tmdb": "27205"}))).ok
+    read = radarr.calls - before
+    assert (read["GET /api/v3/qualityprofile"], read["GET /api/v3/rootfolder"]) == (1, 1)
+    assert read["POST /api/v3/movie"] == 2
+
+    # A folder made in Radarr since the list was read is not refused: it is looked for again.
+    radarr.root_folders.append("/films")
+    await configure(client, radarr=[instance(radarr, "Radarr", root_folder="/films")])
+    interstellar = request("movie", "Interstellar", {"tmdb": "157336"})
+    assert await fulfil(client, interstellar) == FulfilmentResult(
+        True, "Interstellar was added to Radarr and is being searched for.", "3"
+    )
+    assert radarr.added_movies[-1]["rootFolderPath"] == "/films"
+
+
 async def test_request_progress_maps_queue_items_back_to_the_request(
     sqlite_settings: Settings, make_client: MakeClient, sonarr: FakeSonarr, radarr: FakeRadarr
 ) -> None:

@@ -8,16 +8,19 @@ start on a database that is behind the code and names the command that brings it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .models import AppState
 from .settings import Settings
@@ -46,6 +49,31 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(settings.database_url, pool_size=10, max_overflow=10)
+
+
+# One writer at a time per SQLite database of this process, waiting in turn (see writing()).
+_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``engine.begin()`` for a transaction that writes from its first statement on.
+
+    SQLite has one writer: a connection that finds the database locked sleeps and tries again
+    (``busy_timeout``), up to 100 ms at a time, and the lock may stand free meanwhile. On
+    SQLite, writing transactions of this process therefore take turns here first, in the order
+    they came, and each finds the database free. PostgreSQL locks rows, not the database: its
+    transactions go ahead at once.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _WRITERS.get(engine.sync_engine)
+    if lock is None:
+        lock = _WRITERS[engine.sync_engine] = asyncio.Lock()
+    async with lock, engine.begin() as conn:
+        yield conn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

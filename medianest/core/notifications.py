@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .auth import Permission
 from .cache import Cache
+from .db import writing
 from .extensions import Notice
 from .models import Notification, User
 from .plugins import PluginRegistry
@@ -82,7 +83,7 @@ class Notifier:
         people = list(dict.fromkeys(recipients))
         now = datetime.now(UTC)
         if people:
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     insert(notifications_t),
                     [
@@ -189,7 +190,7 @@ class Notifier:
         conditions = [notifications_t.c.user_id == user_id, notifications_t.c.read_at.is_(None)]
         if ids is not None:
             conditions.append(notifications_t.c.id.in_(ids))
-        async with self._engine.begin() as conn:
+        async with writing(self._engine) as conn:
             done = await conn.execute(
                 update(notifications_t).where(*conditions).values(read_at=datetime.now(UTC))
             )

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .auth import CurrentUser, Permission
+from .db import writing
 from .errors import ApiError
 from .extensions import Availability, MediaDetails
 from .models import (
@@ -142,7 +143,7 @@ async def move(
     the request is in a state the move may not leave (someone else moved it first, say).
     """
     step = MOVES[action]
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         row = (
             await conn.execute(
                 select(requests_t.c.status, requests_t.c.details).where(
@@ -298,6 +299,21 @@ def _from() -> Any:
     )
 
 
+# The statements of a request's creation, built once: building one costs more than running it.
+_BY_ID = select(*_columns()).select_from(_from()).where(requests_t.c.id == bindparam("id"))
+_STANDING_FOR = (
+    select(*_columns())
+    .select_from(_from())
+    .where(
+        requests_t.c.media_id == bindparam("media_id"),
+        requests_t.c.is_4k == bindparam("is_4k"),
+        requests_t.c.status.in_(STANDING),
+    )
+    .order_by(requests_t.c.created_at)
+)
+_LIMITS_OF = select(users_t.c.role, users_t.c.quotas).where(users_t.c.id == bindparam("id"))
+
+
 async def _seasons_of(
     conn: AsyncConnection, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[int]]:
@@ -336,11 +352,7 @@ def _aware(value: datetime) -> datetime:
 
 async def get(engine: AsyncEngine, request_id: uuid.UUID) -> RequestRecord:
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(*_columns()).select_from(_from()).where(requests_t.c.id == request_id)
-            )
-        ).first()
+        row = (await conn.execute(_BY_ID, {"id": request_id})).first()
         if row is None:
             raise NotFound(request_id)
         return _records([row], await _seasons_of(conn, _series(row)))[0]
@@ -532,7 +544,7 @@ async def save_availabilities(
         stored = await _stored_availability(conn, list(found))
     changed = _changed_availability(found, stored)
     if changed:
-        async with engine.begin() as conn:
+        async with writing(engine) as conn:
             await _write_availability(conn, changed)
     return len(changed)
 
@@ -722,6 +734,29 @@ def _int_id(ids: Mapping[str, str], scheme: str) -> int | None:
     return int(value) if value and str(value).isdigit() else None
 
 
+# What a known media item takes from new details (the rest it keeps).
+_UPDATED_ON_CONFLICT = ("title", "tvdb_id", "imdb_id", "metadata", "updated_at")
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_for(dialect: str) -> Any:
+    """:func:`upsert_media`'s statement on ``dialect`` (PostgreSQL's or SQLite's own upsert)."""
+    upsert: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        upsert = pg_insert(media_t)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        upsert = sqlite_insert(media_t)
+    _UPSERTS[dialect] = statement = upsert.on_conflict_do_update(
+        index_elements=[media_t.c.type, media_t.c.tmdb_id],
+        set_={name: upsert.excluded[name] for name in _UPDATED_ON_CONFLICT},
+    ).returning(media_t.c.id, media_t.c.created_at)
+    return statement
+
+
 async def upsert_media(
     conn: AsyncConnection, details: MediaDetails, tmdb_id: int
 ) -> tuple[uuid.UUID, bool]:
@@ -732,28 +767,21 @@ async def upsert_media(
     one after the other."""
     now = utcnow()
     values = {
+        "id": uuid.uuid4(),
+        "type": details.media_type,
+        "tmdb_id": tmdb_id,
         "title": details.title[:500],
         "tvdb_id": _int_id(details.ids, "tvdb"),
         "imdb_id": details.ids.get("imdb") or None,
         # The column's name (``metadata`` is taken on the ORM class).
         "metadata": media_metadata(details),
+        "created_at": now,
         "updated_at": now,
     }
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        upsert: Any = pg_insert(media_t)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        upsert = sqlite_insert(media_t)
-    upsert = upsert.values(
-        id=uuid.uuid4(), type=details.media_type, tmdb_id=tmdb_id, created_at=now, **values
-    )
-    statement = upsert.on_conflict_do_update(
-        index_elements=[media_t.c.type, media_t.c.tmdb_id], set_=values
-    ).returning(media_t.c.id, media_t.c.created_at)
-    media_id, created_at = (await conn.execute(statement)).one()
+    statement = _UPSERTS.get(conn.dialect.name)
+    if statement is None:
+        statement = _upsert_for(conn.dialect.name)
+    media_id, created_at = (await conn.execute(statement, values)).one()
     # An existing item keeps its own creation time.
     return media_id, _aware(created_at) == now
 
@@ -861,9 +889,7 @@ async def _used(
 async def _user_limits(
     conn: AsyncConnection, user_id: uuid.UUID, settings: Settings
 ) -> dict[str, tuple[int | None, int]]:
-    user = (
-        await conn.execute(select(users_t.c.role, users_t.c.quotas).where(users_t.c.id == user_id))
-    ).one()
+    user = (await conn.execute(_LIMITS_OF, {"id": user_id})).one()
     return _limits(user.role, user.quotas or {}, settings)
 
 
@@ -932,22 +958,10 @@ async def create(
     if movie and holding.available and not is_4k:
         where = ", ".join(holding.servers) or "Plex"
         raise ApiError(409, f"{details.title} is already available in {where}.")
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         media_id, new_media = await upsert_media(conn, details, tmdb_id)
         standing = _records(
-            (
-                await conn.execute(
-                    select(*_columns())
-                    .select_from(_from())
-                    .where(
-                        requests_t.c.media_id == media_id,
-                        requests_t.c.is_4k == is_4k,
-                        requests_t.c.status.in_(STANDING),
-                    )
-                    .order_by(requests_t.c.created_at)
-                )
-            ).all(),
-            {},
+            (await conn.execute(_STANDING_FOR, {"media_id": media_id, "is_4k": is_4k})).all(), {}
         )
         if movie:
             if standing:
@@ -1018,18 +1032,19 @@ async def create(
             request_id, extended = uuid.uuid4(), False
             status = "approved" if auto else "pending"
             await conn.execute(
-                insert(requests_t).values(
-                    id=request_id,
-                    user_id=user.id,
-                    media_id=media_id,
-                    type=details.media_type,
-                    status=status,
-                    is_4k=is_4k,
-                    details={"is_anime": details.is_anime},
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
+                insert(requests_t),
+                {
+                    "id": request_id,
+                    "user_id": user.id,
+                    "media_id": media_id,
+                    "type": details.media_type,
+                    "status": status,
+                    "is_4k": is_4k,
+                    "details": {"is_anime": details.is_anime},
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
             if wanted:
                 await conn.execute(
@@ -1042,11 +1057,7 @@ async def create(
             all_seasons = wanted
         await _history_rows(conn, request_id, history)
         await keep_availability(conn, {media_id: answers}, new=new_media)
-        row = (
-            await conn.execute(
-                select(*_columns()).select_from(_from()).where(requests_t.c.id == request_id)
-            )
-        ).one()
+        row = (await conn.execute(_BY_ID, {"id": request_id})).one()
         record = _records([row], {request_id: sorted(all_seasons)})[0]
     return Created(request_id, extended, tuple(sorted(wanted)), status, left_out, record)
 
@@ -1088,7 +1099,7 @@ async def delete_request(
                 f"Your request is {STATUS_WORDS[record.status]}: only a pending request can be "
                 "withdrawn. Ask an admin to remove it.",
             )
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         condition = [requests_t.c.id == request_id]
         if not manager:
             condition.append(requests_t.c.status == "pending")
@@ -1111,7 +1122,7 @@ async def claim(engine: AsyncEngine, lease: float, limit: int = 10) -> list[uuid
     if engine.dialect.name == "postgresql":
         # Another process's claim under way: leave its rows to it rather than wait.
         due = due.with_for_update(skip_locked=True)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         taken = await conn.execute(
             update(requests_t)
             .where(r.id.in_(due.scalar_subquery()), r.status == "approved", free)
@@ -1159,7 +1170,7 @@ async def set_details(
     engine: AsyncEngine, request_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> None:
     """Merge ``changes`` into a request's details (progress, say), whatever its status."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         current = await conn.scalar(
             select(requests_t.c.details).where(requests_t.c.id == request_id)
         )

@@ -485,7 +485,9 @@ class Arr:
 
     async def _get(self, path: str, parse: Callable[[Any], T], **params: Any) -> T:
         """GET now (no cache), parsed; a :class:`ServiceError` when it fails."""
-        data = await self.call("GET", path, params=params or None)
+        return self._parsed(path, parse, await self.call("GET", path, params=params or None))
+
+    def _parsed(self, path: str, parse: Callable[[Any], T], data: Any) -> T:
         try:
             return parse(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -532,11 +534,18 @@ class Arr:
 
     # --- what the admin form offers ----------------------------------------------------
 
-    async def quality_profiles(self) -> tuple[QualityProfile, ...]:
-        return await self._get("/qualityprofile", _many(QualityProfile))
+    async def quality_profiles(self, *, ttl: float | None = None) -> tuple[QualityProfile, ...]:
+        """The instance's quality profiles: asked now, or with ``ttl`` from the cache."""
+        return await self._listing("/qualityprofile", _many(QualityProfile), ttl)
 
-    async def root_folders(self) -> tuple[RootFolder, ...]:
-        return await self._get("/rootfolder", _many(RootFolder))
+    async def root_folders(self, *, ttl: float | None = None) -> tuple[RootFolder, ...]:
+        """The instance's root folders: asked now, or with ``ttl`` from the cache."""
+        return await self._listing("/rootfolder", _many(RootFolder), ttl)
+
+    async def _listing(self, path: str, parse: Callable[[Any], T], ttl: float | None) -> T:
+        if ttl is None:
+            return await self._get(path, parse)
+        return self._parsed(path, parse, await self.http.get(API + path, ttl=ttl))
 
     async def language_profiles(self) -> tuple[LanguageProfile, ...]:
         """Sonarr 3's language profiles; none on Sonarr 4 (only its placeholder) or Radarr."""

@@ -38,6 +38,10 @@ from .settings import Kind
 KINDS_BY_MEDIA: dict[str, Kind] = {"movie": "radarr", "tv": "sonarr"}
 ID_SCHEME: dict[Kind, str] = {"radarr": "tmdb", "sonarr": "tvdb"}
 ID_NAMES = {"tmdb": "TMDB", "tvdb": "TVDB"}
+# Fulfilments check the chosen profile and folder against lists this old at most; a choice
+# missing from them is looked for again at once (it may be new), so only a profile or folder
+# removed in the last minutes is found missing by the instance itself when the add is refused.
+CHOICES_TTL = 300.0
 
 
 class Refusal(Exception):
@@ -92,6 +96,10 @@ async def fulfil(request: RequestInfo, plugin: PluginContext) -> FulfilmentResul
     except Refusal as exc:
         return FulfilmentResult(False, str(exc))
     except BadResponse as exc:
+        if exc.status == 400:
+            # Perhaps a profile or folder removed since the lists were read: a retry reads them.
+            await arr.forget("/qualityprofile")
+            await arr.forget("/rootfolder")
         said = arr_says(exc.answer)
         if exc.status == 400 and said:
             return FulfilmentResult(False, f"{arr.name} refused to add {request.title}: {said}")
@@ -126,15 +134,21 @@ async def _check_defaults(arr: Arr) -> dict[str, Any]:
         raise Refusal(f"{arr.name} has no quality profile chosen: choose one {where}.")
     if not settings.root_folder:
         raise Refusal(f"{arr.name} has no root folder chosen: choose one {where}.")
-    profiles = await arr.quality_profiles()
+    profiles = await arr.quality_profiles(ttl=CHOICES_TTL)
+    if settings.quality_profile_id not in {p.id for p in profiles}:
+        await arr.forget("/qualityprofile")
+        profiles = await arr.quality_profiles(ttl=CHOICES_TTL)
     if settings.quality_profile_id not in {p.id for p in profiles}:
         offered = ", ".join(f"{p.id} {p.name}" for p in profiles) or "none"
         raise Refusal(
             f"{arr.name} has no quality profile {settings.quality_profile_id}"
             f" (it has: {offered}); choose another {where}."
         )
-    folders = await arr.root_folders()
     wanted = settings.root_folder.rstrip("/\\")
+    folders = await arr.root_folders(ttl=CHOICES_TTL)
+    if wanted not in {f.path.rstrip("/\\") for f in folders}:
+        await arr.forget("/rootfolder")
+        folders = await arr.root_folders(ttl=CHOICES_TTL)
     if wanted not in {f.path.rstrip("/\\") for f in folders}:
         offered = ", ".join(f.path for f in folders) or "none"
         raise Refusal(
