@@ -57,7 +57,7 @@ _WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictiona
 
 @contextlib.asynccontextmanager
 async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """``engine.begin()`` for a transaction that writes from its first statement on.
+    """``engine.begin()`` for a transaction that writes.
 
     SQLite has one writer: a connection that finds the database locked sleeps and tries again
     (``busy_timeout``), up to 100 ms at a time, and the lock may stand free meanwhile. On
