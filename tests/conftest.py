@@ -51,6 +51,14 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plex and the download queues polled every few tenths of a second (see request_world)."""
+    from request_world import patch_intervals  # it imports this module
+
+    patch_intervals(monkeypatch)
+
+
+@pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data")
 

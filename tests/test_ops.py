@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import Client, MakeClient, _pg_admin, free_port, require
-from request_world import FILM, patch_intervals, world
+from request_world import FILM, world
 
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakeTMDB
@@ -183,11 +183,6 @@ async def test_metrics_count_routes_requests_decisions_and_connections(
         text = await (await w.admin.get("/metrics")).text()
         assert metric(text, "medianest_request_decisions_total", decision="approved") == before + 1
         await ws.close()
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    patch_intervals(monkeypatch)
 
 
 async def test_the_system_page_lists_components_and_services(

@@ -8,16 +8,11 @@ from typing import Any
 
 import pytest
 from conftest import MakeClient
-from request_world import FILM, patch_intervals, second_browser, tuned, world
+from request_world import FILM, second_browser, tuned, world
 
 from medianest.core.settings import Settings
 
 ALL = "/api/v1/requests?scope=all"
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    patch_intervals(monkeypatch)
 
 
 async def listed(client: Any, url: str) -> dict[str, Any]:

@@ -8,18 +8,12 @@ from typing import Any
 
 import pytest
 from conftest import MakeClient, wait_for
-from request_world import FILM, SERIES, patch_intervals, second_browser, tuned, world
+from request_world import FILM, SERIES, second_browser, tuned, world
 from sqlalchemy import select
 
 from medianest.core.keys import ENGINE
 from medianest.core.models import Approval
 from medianest.core.settings import Settings
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    patch_intervals(monkeypatch)
-
 
 FILM_BODY = {"media_type": "movie", "tmdb_id": FILM}
 

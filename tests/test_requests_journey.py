@@ -15,14 +15,9 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from conftest import MakeClient, wait_for
-from request_world import FILM, SERIES, SERIES_TVDB, World, patch_intervals, world
+from request_world import FILM, SERIES, SERIES_TVDB, World, world
 
 from medianest.core.settings import Settings, load_settings
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    patch_intervals(monkeypatch)
 
 
 def quick(settings: Settings) -> Settings:

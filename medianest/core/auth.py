@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .cache import Cache
 from .crypto import DecryptionError, SecretBox
+from .db import writing
 from .models import ApiToken, Session, User, UserIdentity
 
 SESSION_COOKIE = "medianest_session"
@@ -140,16 +141,20 @@ class _Parsed:
     expires: float  # POSIX seconds; infinite for a token
     last_seen: float | None  # of a session; the last use of a token (None: never used)
 
+    @staticmethod
+    def _user(entry: dict[str, Any], **signed_in_with: uuid.UUID) -> CurrentUser:
+        return CurrentUser(
+            id=uuid.UUID(entry["user_id"]),
+            username=entry["username"],
+            role=entry["role"],
+            permissions=frozenset(entry["permissions"]),
+            **signed_in_with,
+        )
+
     @classmethod
     def of_session(cls, entry: dict[str, Any]) -> _Parsed:
         return cls(
-            CurrentUser(
-                id=uuid.UUID(entry["user_id"]),
-                username=entry["username"],
-                role=entry["role"],
-                permissions=frozenset(entry["permissions"]),
-                session_id=uuid.UUID(entry["session_id"]),
-            ),
+            cls._user(entry, session_id=uuid.UUID(entry["session_id"])),
             bool(entry["disabled"]),
             datetime.fromisoformat(entry["expires_at"]).timestamp(),
             datetime.fromisoformat(entry["last_seen_at"]).timestamp(),
@@ -159,13 +164,7 @@ class _Parsed:
     def of_token(cls, entry: dict[str, Any]) -> _Parsed:
         last = entry["last_used_at"]
         return cls(
-            CurrentUser(
-                id=uuid.UUID(entry["user_id"]),
-                username=entry["username"],
-                role=entry["role"],
-                permissions=frozenset(entry["permissions"]),
-                token_id=uuid.UUID(entry["token_id"]),
-            ),
+            cls._user(entry, token_id=uuid.UUID(entry["token_id"])),
             bool(entry["disabled"]),
             math.inf,
             None if last is None else datetime.fromisoformat(last).timestamp(),
@@ -234,7 +233,7 @@ class Sessions:
         """Start a session and return the cookie value (a new one at every sign-in)."""
         raw = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 insert(Session).values(
                     id=uuid.uuid4(),
@@ -312,7 +311,7 @@ class Sessions:
         }
 
     async def _touch(self, session_id: uuid.UUID, user_id: str, now: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 update(Session).where(Session.id == session_id).values(last_seen_at=now)
             )
@@ -325,7 +324,7 @@ class Sessions:
         query = select(Session.session_token).where(Session.id == session_id)
         if user_id is not None:
             query = query.where(Session.user_id == user_id)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             token_hash = (await conn.execute(query)).scalar()
             if token_hash is None:
                 return False
@@ -337,7 +336,7 @@ class Sessions:
     async def revoke_user(self, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
         """End every session of a user ("sign out everywhere"), except ``keep``."""
         query = select(Session.id, Session.session_token).where(Session.user_id == user_id)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             rows = [r for r in (await conn.execute(query)).all() if r[0] != keep]
             if rows:
                 await conn.execute(delete(Session).where(Session.id.in_([r[0] for r in rows])))
@@ -406,7 +405,7 @@ class ApiTokens:
     async def create(self, user_id: uuid.UUID, name: str) -> tuple[uuid.UUID, str]:
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = uuid.uuid4()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 insert(ApiToken).values(
                     id=token_id,
@@ -453,7 +452,7 @@ class ApiTokens:
                 entry = orjson.loads(stored)
             moment = datetime.fromtimestamp(now, UTC)
             entry["last_used_at"] = moment.isoformat()
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await conn.execute(
                     update(ApiToken)
                     .where(ApiToken.id == uuid.UUID(entry["token_id"]))
@@ -463,7 +462,7 @@ class ApiTokens:
         return token.user
 
     async def revoke(self, token_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             token_hash = (
                 await conn.execute(
                     select(ApiToken.token_hash).where(
@@ -583,7 +582,7 @@ async def user_for_identity(
 ) -> tuple[uuid.UUID, bool]:
     """Find or create the user of ``identity``; returns (user id, created)."""
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         row = (
             await conn.execute(
                 select(UserIdentity.user_id, User.disabled)
@@ -681,7 +680,7 @@ async def create_local_user(
     password_hash = await hash_password(password)
     user_id = uuid.uuid4()
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             insert(User).values(
                 id=user_id,

@@ -111,6 +111,11 @@ def audience(widget: Widget, user: CurrentUser | None) -> str:
 Key = tuple[str, str, str]
 
 
+def view_key(record: PluginRecord, widget: Widget, user: CurrentUser | None) -> Key:
+    """Which kept view of ``widget`` ``user`` sees."""
+    return (record.name, widget.name, audience(widget, user))
+
+
 @dataclass(frozen=True)
 class _Answer:
     changes: tuple[int, int]
@@ -225,7 +230,7 @@ class WidgetBoard:
         """The view to show at once, or ``None`` when the viewer has to wait for one."""
         if widget.topic is None:
             return None
-        key = (record.name, widget.name, audience(widget, user))
+        key = view_key(record, widget, user)
         view = self._views.get(key)
         if view is None or view.context is not self._registry.context(record.name):
             return None
@@ -242,7 +247,7 @@ class WidgetBoard:
         request: web.Request,
         user: CurrentUser | None,
     ) -> WidgetView:
-        key = (record.name, widget.name, audience(widget, user))
+        key = view_key(record, widget, user)
         task = self._computing.get(key) or self._start(key, record, widget, request)
         previous = self._views.get(key)
         if (
