@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import audit
 from .api import ApiModel, QueryModel, validation_details
 from .auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
+from .db import writing
 from .errors import ApiError
 from .extensions import Route
 from .keys import ENGINE, SESSIONS, TOKENS
@@ -502,7 +503,7 @@ async def update_user(request: web.Request, target: UserOut, patch: UserPatch) -
         return target
     user_id = uuid.UUID(target.id)
     engine = _engine(request)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         # Lock the user and every enabled admin, in one order, so that two admins demoting
         # each other at the same moment cannot leave the installation without one.
         locked = (

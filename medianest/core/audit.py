@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .db import writing
 from .models import AuditLog
 
 
@@ -23,7 +24,7 @@ async def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Write one entry. ``details`` must never hold a secret."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             insert(AuditLog).values(
                 at=datetime.now(UTC),

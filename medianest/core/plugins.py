@@ -30,6 +30,7 @@ from . import audit, auth, hookspecs
 from .bus import Bus
 from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
+from .db import writing
 from .extensions import (
     HealthResult,
     MediaNotFound,
@@ -543,7 +544,7 @@ class PluginRegistry:
 
     async def _save(self, name: str, values: dict[str, Any]) -> None:
         now = datetime.now(UTC)
-        async with self._engine.begin() as conn:
+        async with writing(self._engine) as conn:
             result = await conn.execute(
                 update(PluginState).where(PluginState.name == name).values(**values, updated_at=now)
             )

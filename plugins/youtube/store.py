@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from medianest import ApiError, PluginContext, YouTubeDownload, user_quota
+from medianest import ApiError, PluginContext, YouTubeDownload, user_quota, writing
 
 from .links import Link
 from .settings import Settings
@@ -93,7 +93,7 @@ async def change(
     statement = update(T).where(T.id == download_id)
     if when:
         statement = statement.where(T.status.in_(when))
-    async with plugin.db.begin() as conn:
+    async with writing(plugin.db) as conn:
         result = await conn.execute(statement.values(**values))
     if result.rowcount:
         await _written(plugin)
@@ -198,7 +198,7 @@ async def admit(
         "files": [],
         "created_at": now(),
     }
-    async with plugin.db.begin() as conn:
+    async with writing(plugin.db) as conn:
         await conn.execute(insert(T).values(**row))
     await _written(plugin)
     await dispatch(plugin, user_id)
@@ -241,7 +241,7 @@ async def claim(plugin: PluginContext, download_id: uuid.UUID, attempt: int) -> 
             "percent": 0.0,
             "reason": None,
         }
-        async with plugin.db.begin() as conn:
+        async with writing(plugin.db) as conn:
             result = await conn.execute(
                 update(T).where(T.id == download_id, takeable).values(**values)
             )
