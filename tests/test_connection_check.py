@@ -89,4 +89,4 @@ async def test_clients_are_closed_when_the_plugin_is_disabled(sqlite_settings, m
     service = ctx.service_client("sonarr", "default", "http://127.0.0.1:9")
     assert ctx.service_client("sonarr", "default", "http://127.0.0.1:9") is service
     assert (await client.post("/api/v1/plugins/conn/disable")).status == 200
-    assert service._http.is_closed
+    assert service.closed

@@ -1,6 +1,6 @@
 """The one client layer every plugin uses to talk to its upstream services.
 
-One pooled ``httpx.AsyncClient`` per configured service instance, with connect and read
+One pooled ``aiohttp.ClientSession`` per configured service instance, with connect and read
 timeouts; retries with exponential backoff and jitter (tenacity) for idempotent requests only;
 a circuit breaker per instance, so a dead service costs one fast failure instead of a timeout
 per page view; response caching through the core cache with single-flight; typed errors that
@@ -14,6 +14,7 @@ import functools
 import hashlib
 import logging
 import math
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Mapping
@@ -23,7 +24,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-import httpx
+import aiohttp
+import certifi
 import orjson
 from tenacity import (
     AsyncRetrying,
@@ -37,6 +39,7 @@ from . import metrics
 from .cache import Cache
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 Parse = Literal["json", "text", "bytes", "none"]
@@ -251,10 +254,41 @@ class ServiceHealth:
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The TLS settings of every outgoing client: httpx's default (certifi's authorities, or
-    ``SSL_CERT_FILE``/``SSL_CERT_DIR``), made once. Each context holds its own copy of the
-    authorities (about 1 MB, and 10-30 ms to load), and a client otherwise makes its own."""
-    return httpx.create_ssl_context()
+    """The TLS settings of every outgoing client, made once: the authorities of
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set, else certifi's. Each context holds its own copy
+    of the authorities (about 1 MB, and 10-30 ms to load), and a client otherwise makes its own."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A service's answer, read whole."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    charset: str | None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.charset or "utf-8", errors="replace")
+
+
+def query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A query string's pairs: ``True`` as ``true``, ``None`` as empty, a list as one pair per
+    item (as the services' own clients send them)."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if item is None:
+                item = ""
+            elif isinstance(item, bool):
+                item = "true" if item else "false"
+            pairs.append((name, str(item)))
+    return pairs
 
 
 class ServiceClient:
@@ -264,26 +298,21 @@ class ServiceClient:
         self,
         config: ServiceConfig,
         cache: Cache,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         self._cache = cache
         self.breaker = CircuitBreaker(config.failure_threshold, config.reset_after)
-        self._http = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers=dict(config.headers),
-            params=dict(config.params),
-            timeout=httpx.Timeout(
-                config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout
-            ),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-            follow_redirects=False,
-            verify=tls_context(),
-            transport=transport,
+        self._base = config.base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=config.connect_timeout,
+            sock_connect=config.connect_timeout,
+            sock_read=config.read_timeout,
         )
+        # Made on the first call, inside the event loop.
+        self._http: aiohttp.ClientSession | None = None
+        self.closed = False
         self._labels = {"service": config.service, "instance": config.instance}
-        _CREDENTIAL_PARAMS.update(config.params)
         self.last_error: ServiceError | None = None
         # monotonic() before which the service asked not to be called (Retry-After).
         self._not_before = 0.0
@@ -293,8 +322,23 @@ class ServiceClient:
         self._read_failures: dict[str, tuple[float, ServiceError]] = {}
         self._set_breaker_metric()
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            if self.closed:
+                raise RuntimeError(f"the client of {self.config.display} is closed")
+            self._http = aiohttp.ClientSession(
+                headers=dict(self.config.headers),
+                timeout=self._timeout,
+                # Services answer to their keys; cookies they set are not kept.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(limit=20, ssl=tls_context()),
+            )
+        return self._http
+
     async def close(self) -> None:
-        await self._http.aclose()
+        self.closed = True
+        if self._http is not None:
+            await self._http.close()
 
     # --- calls -----------------------------------------------------------------------
 
@@ -364,31 +408,40 @@ class ServiceClient:
         parse: Parse,
     ) -> Any:
         label = self.config.display
+        wanted = {**self.config.params, **params} if params else self.config.params
         try:
-            response = await self._http.request(
+            async with self._session().request(
                 method,
-                path,
-                params=dict(params) if params else None,
-                content=orjson.dumps(json) if json is not None else None,
+                self._base + path,
+                params=query(wanted) if wanted else None,
+                data=orjson.dumps(json) if json is not None else None,
                 headers={
                     **({"Content-Type": "application/json"} if json is not None else {}),
                     **(headers or {}),
                 },
-            )
-        except httpx.ConnectTimeout as exc:
+                allow_redirects=False,
+            ) as reply:
+                response = Answer(reply.status, reply.headers, await reply.read(), reply.charset)
+        except aiohttp.ConnectionTimeoutError as exc:
             self._count("timeout", None)
             raise TimedOut(label, "connect") from exc
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             self._count("timeout", None)
             raise TimedOut(label, "read") from exc
-        except httpx.TransportError as exc:
-            self._count("unreachable", None)
-            raise Unreachable(label, type(exc).__name__) from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientPayloadError as exc:
             # An answer that could not be read (a body that is not what its encoding says).
             self._count("bad_response", None)
             raise BadResponse(label, type(exc).__name__) from exc
-        status = response.status_code
+        except aiohttp.ClientResponseError as exc:
+            # Its message holds the address, query (and so some API keys) included.
+            self._count("bad_response", None)
+            raise BadResponse(label, type(exc).__name__) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self._count("unreachable", None)
+            raise Unreachable(label, type(exc).__name__) from exc
+        status = response.status
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s: HTTP %d", label, method, self._shown(path, wanted), status)
         if status in (401, 403):
             self._count("unauthorised", status)
             raise Unauthorised(label, f"HTTP {status}", status, _error_answer(response))
@@ -498,6 +551,14 @@ class ServiceClient:
         changed (a webhook, say) before its TTL is up."""
         await self._cache.delete(self._key(path, params, "fresh"))
 
+    def _shown(self, path: str, params: Mapping[str, Any]) -> str:
+        """``path`` and its query for the log, the credentials' values hidden."""
+        if not params:
+            return path
+        secret = self.config.params
+        shown = [(k, "hidden" if k in secret else v) for k, v in query(params)]
+        return path + "?" + "&".join(f"{k}={v}" for k, v in shown)
+
     def _key(self, path: str, params: Mapping[str, Any] | None, kind: str) -> str:
         query = "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
         # The address is part of the key (hashed: it may carry credentials), so that an
@@ -538,31 +599,6 @@ class ServiceClient:
         metrics.UPSTREAM_BREAKER.labels(**self._labels).set(_STATE_VALUE[self.breaker.state])
 
 
-# Names of query parameters that carry credentials, for every configured service.
-_CREDENTIAL_PARAMS: set[str] = set()
-
-
-class _HideCredentials(logging.Filter):
-    """httpx logs every request's URL; credentials in its query must not reach the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and _CREDENTIAL_PARAMS:
-            record.args = tuple(
-                _without_credentials(a) if isinstance(a, httpx.URL) else a for a in record.args
-            )
-        return True
-
-
-def _without_credentials(url: httpx.URL) -> httpx.URL:
-    items = url.params.multi_items()
-    if not any(name in _CREDENTIAL_PARAMS for name, _ in items):
-        return url
-    return url.copy_with(params=[(n, "hidden" if n in _CREDENTIAL_PARAMS else v) for n, v in items])
-
-
-logging.getLogger("httpx").addFilter(_HideCredentials())
-
-
 def _retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (seconds, or an HTTP date)."""
     if not value:
@@ -579,7 +615,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _error_answer(response: httpx.Response) -> Any:
+def _error_answer(response: Answer) -> Any:
     """What the service said with an error status: its JSON, else its text (when short)."""
     if len(response.content) > 65_536:
         return None
@@ -591,7 +627,7 @@ def _error_answer(response: httpx.Response) -> Any:
     return response.text
 
 
-def _parse(response: httpx.Response, parse: Parse) -> Any:
+def _parse(response: Answer, parse: Parse) -> Any:
     if parse == "none":
         return None
     if parse == "bytes":

@@ -84,8 +84,6 @@ def setup_logging(level: str, fmt: str = "auto", levels: str = "") -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     # aiosqlite narrates every call, with its arguments.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
-    # httpx logs every request's full URL at INFO, query string (and so some API keys) included.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     for name, component_level in parse_levels(levels).items():
         logging.getLogger(name).setLevel(component_level)
 

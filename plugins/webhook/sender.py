@@ -16,8 +16,10 @@ upstream APIs. It retries only idempotent calls and only on 502-504 (a webhook P
 on any 5xx and on 429); it treats any answer below 400 as success (a redirect is not a
 delivery: the body is lost); it serialises the JSON itself (the signature must cover the exact
 bytes sent); and its circuit breaker fails calls at once while it is open, which would drop
-notices instead of waiting for the receiver. So this module sends with httpx, the library
-under that layer, with its own retries (tenacity, as the layer does).
+notices instead of waiting for the receiver. So this module sends with aiohttp's client, the
+library under that layer, with its own retries (tenacity, as the layer does). The receiver's
+address often carries its token (Discord's, Home Assistant's): it is never logged, and the
+messages name only its host.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from tenacity import (
     AsyncRetrying,
@@ -44,10 +46,13 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from yarl import URL
 
 from medianest import Notice, __version__, tls_context
 
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 LABEL = "Webhook"
 SIGNATURE_HEADER = "X-MediaNest-Signature"
@@ -78,30 +83,6 @@ REQUEST_KEYS = (
 
 TEST_NOTICE_SUBJECT = "Test Notification"
 TEST_NOTICE_MESSAGE = "MediaNest reaches this address. Notifications about requests come here."
-
-
-# --- the receiver's address stays out of the log ------------------------------------------------
-
-# Webhook addresses often carry their token in the path (Discord's, Home Assistant's).
-_HIDDEN_URLS: set[str] = set()
-
-
-class _HideWebhookUrls(logging.Filter):
-    """httpx logs the full address of every request; a webhook's address is a credential."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and _HIDDEN_URLS:
-            record.args = tuple(_hidden(a) for a in record.args)
-        return True
-
-
-def _hidden(value: Any) -> Any:
-    if isinstance(value, httpx.URL) and str(value) in _HIDDEN_URLS:
-        return f"{value.scheme}://{value.netloc.decode()}/(webhook address hidden)"
-    return value
-
-
-logging.getLogger("httpx").addFilter(_HideWebhookUrls())
 
 
 # --- the payload ----------------------------------------------------------------------------
@@ -183,8 +164,8 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
-def _host(url: str) -> str:
-    return httpx.URL(url).host or "the receiver"
+def _host(url: str | URL) -> str:
+    return URL(url).host or "the receiver"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -212,11 +193,26 @@ def _scrubbed(text: str, settings: Settings) -> str:
     return text if len(text) <= QUOTE else text[: QUOTE - 1] + "…"
 
 
-def _refusal(response: httpx.Response, host: str, settings: Settings) -> DeliveryFailed:
-    status = response.status_code
+@dataclass(frozen=True)
+class Answer:
+    """The receiver's answer, read whole."""
+
+    url: URL
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    charset: str | None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.charset or "utf-8")
+
+
+def _refusal(response: Answer, host: str, settings: Settings) -> DeliveryFailed:
+    status = response.status
     if 300 <= status < 400:
         where = response.headers.get("Location", "")
-        target = f" to {_host(str(response.url.join(where)))}" if where else ""
+        target = f" to {_host(response.url.join(URL(where)))}" if where else ""
         return DeliveryFailed(
             f"{host} answered HTTP {status}, a redirect{target}: enter the address it redirects "
             "to (a redirected notification is not delivered)",
@@ -257,36 +253,51 @@ def headers_for(notice: Notice, settings: Settings, body: bytes, delivery: str) 
 
 
 async def post(
-    http: httpx.AsyncClient, notice: Notice, settings: Settings, body: bytes, delivery: str
+    http: aiohttp.ClientSession, notice: Notice, settings: Settings, body: bytes, delivery: str
 ) -> int:
     """One attempt; the receiver's status (2xx), or :class:`DeliveryFailed`."""
     if settings.url is None:
         raise DeliveryFailed("no webhook URL is set", retryable=False)
     url = str(settings.url)
     host = _host(url)
-    _HIDDEN_URLS.add(url)
     try:
-        response = await http.post(
-            url, content=body, headers=headers_for(notice, settings, body, delivery)
-        )
-    except httpx.TimeoutException as exc:
-        raise DeliveryFailed(f"{host} did not answer within {TIMEOUT:g} s", retryable=True) from exc
-    except httpx.HTTPError as exc:
+        async with http.post(
+            url,
+            data=body,
+            headers=headers_for(notice, settings, body, delivery),
+            # A redirect is reported, not followed: following it would turn the POST into a
+            # GET (301, 302) and the notification would be lost.
+            allow_redirects=False,
+        ) as reply:
+            response = Answer(
+                reply.url, reply.status, reply.headers, await reply.read(), reply.charset
+            )
+    except TimeoutError:
+        raise DeliveryFailed(
+            f"{host} did not answer within {TIMEOUT:g} s", retryable=True
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        # Not chained: some of aiohttp's messages hold the address.
         raise DeliveryFailed(
             f"could not reach {host} ({type(exc).__name__})", retryable=True
-        ) from exc
-    if not 200 <= response.status_code < 300:
+        ) from None
+    where = URL(url)
+    log.debug(
+        "POST %s://%s/(webhook address hidden): HTTP %d",
+        where.scheme,
+        where.host_port_subcomponent,
+        response.status,
+    )
+    if not 200 <= response.status < 300:
         raise _refusal(response, host, settings)
-    return response.status_code
+    return response.status
 
 
-def new_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(TIMEOUT),
-        # A redirect is reported, not followed: following it would turn the POST into a GET
-        # (301, 302) and the notification would be lost.
-        follow_redirects=False,
-        verify=tls_context(),
+def new_client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(ssl=tls_context()),
     )
 
 
@@ -331,7 +342,8 @@ class Sender:
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
-        self._http = new_client()
+        # Made with the first notice, inside the event loop.
+        self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.last: Outcome | None = None
 
@@ -364,6 +376,8 @@ class Sender:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
+                    if self._http is None:
+                        self._http = new_client()
                     status = await post(self._http, notice, settings, body, delivery)
         except DeliveryFailed as exc:
             tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
@@ -386,4 +400,5 @@ class Sender:
         await asyncio.gather(*tasks, return_exceptions=True)
         if tasks:
             self._log.info("%d notifications still being retried were dropped", len(tasks))
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
