@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
-from .core import audit, backup, db
+from .core import audit, db
 from .core.app import create_app
 from .core.auth import create_local_user
 from .core.bus import Bus, RedisBus
@@ -591,6 +591,8 @@ class _Status:
 
 
 def _run_backup(coro: Coroutine[Any, Any, T], status: _Status) -> T:
+    from .core import backup
+
     try:
         return _run(coro)
     except backup.BackupError as exc:
@@ -643,6 +645,8 @@ def backup_command(
     never the key that decrypts its stored secrets: back DATA_DIR/secret.key (or
     MEDIANEST_SECRET_KEY) up separately.
     """
+    from .core import backup  # tarfile and the rest only for these commands
+
     if to_verify is not None and (output or keep_daily or keep_weekly):
         _fail("--verify goes alone: it checks an archive and writes none", code=2)
     settings = _settings(ctx)
@@ -684,6 +688,8 @@ def restore(ctx: click.Context, archive: Path, force: bool) -> None:
     of a newer MediaNest is refused. Stop MediaNest first, and put back the key the archive's
     secrets were encrypted with (DATA_DIR/secret.key or MEDIANEST_SECRET_KEY).
     """
+    from .core import backup
+
     settings = _settings(ctx)
     status = _Status()
 

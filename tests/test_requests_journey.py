@@ -17,6 +17,8 @@ from aiohttp import WSMsgType
 from conftest import MakeClient, wait_for
 from request_world import FILM, SERIES, SERIES_TVDB, World, world
 
+from medianest.core import fulfilment
+from medianest.core.keys import REGISTRY, REQUESTS
 from medianest.core.settings import Settings, load_settings
 
 
@@ -235,3 +237,47 @@ async def test_two_seasons_of_a_series_from_request_to_plex(
         assert told["data"]["subject"] == "Game of Thrones (2011), seasons 1, 2"
         assert len(w.sonarr.added_series) == 1
         await friend_ws.close()
+
+
+@pytest.mark.usefixtures("fast")
+async def test_a_round_over_more_films_than_a_batch_follows_every_request(
+    make_client: MakeClient, sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tracking reads the followed requests a batch of media items at a time: with batches of
+    # one, each film is a batch of its own, and one round over all requests (Plex's news of
+    # each film is not passed on here, and no round runs by itself) finds every one of them.
+    monkeypatch.setattr(fulfilment, "TRACK_BATCH", 1)
+    films = [(FILM, "The Matrix Reloaded", 2003), (693134, "Dune: Part Two", 2024)]
+    async with world(make_client, sqlite_settings) as w:
+        made = []
+        for tmdb_id, _, _ in films:
+            resp = await w.admin.post(
+                "/api/v1/requests", json={"media_type": "movie", "tmdb_id": tmdb_id}
+            )
+            assert resp.status == 201, await resp.text()
+            made.append((await resp.json())["request"]["id"])
+        await wait_for(lambda: _all_are(w, made, "processing"), seconds=10)
+        w.app[REGISTRY].media_listener = None
+        for tmdb_id, title, year in films:
+            w.pms.add_movie(title, year, tmdb_id=tmdb_id)
+        await wait_for(lambda: _plex_has(w, [tmdb_id for tmdb_id, _, _ in films]), seconds=10)
+        await w.app[REQUESTS].track()
+        assert await _all_are(w, made, "available")
+
+
+async def _plex_has(w: World, tmdb_ids: list[int]) -> bool:
+    for tmdb_id in tmdb_ids:
+        answer = await w.app[REGISTRY].call_plugin(
+            "plex", "check_availability", ids={"tmdb": str(tmdb_id)}, media_type="movie"
+        )
+        if answer is None or not answer.available:
+            return False
+    return True
+
+
+async def _all_are(w: World, request_ids: list[str], status: str) -> bool:
+    for request_id in request_ids:
+        resp = await w.admin.get(f"/api/v1/requests/{request_id}")
+        if (await resp.json())["status"] != status:
+            return False
+    return True

@@ -35,6 +35,7 @@ from .extensions import (
     Progress,
     RequestInfo,
 )
+from .memory import give_back
 from .metrics import REQUEST_DECISIONS
 from .notifications import ME_TOPIC, Notifier
 from .plugins import PluginRegistry
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Live events about every request, for the people who approve them.
 REQUESTS_TOPIC = "requests"
+# Media items a tracking round reads and checks at a time.
+TRACK_BATCH = 200
 MANAGE = Permission.MANAGE_REQUESTS.value
 DECISIONS = {"approve": "approved", "decline": "declined"}
 # Overseerr's names for where a media item has got to, for the outgoing notices.
@@ -388,27 +391,34 @@ class RequestDesk:
         """Bring the requests in progress (those of the media with ``ids``, of the media item
         ``media_id``, or all) up to date with the download queues and Plex.
 
-        What the media servers hold is asked of each media item, then saved for all of them at
-        once (only what changed is written); the requests that moved or progressed are written
-        one by one. A round over thousands of requests hands the event loop back between media
-        items, so that a busy server keeps answering while it runs.
+        The media items are taken :data:`TRACK_BATCH` at a time, so that a round over thousands
+        of requests holds a batch in memory, not all of them. What the media servers hold is
+        asked of each media item, then saved for the batch at once (only what changed is
+        written); the requests that moved or progressed are written one by one. The event
+        loop is handed back between media items, so that a busy server keeps answering.
         """
         async with self._track_lock:
-            records = await requests.tracked(self.engine, ids, media_id=media_id)
-            by_media: dict[uuid.UUID, list[RequestRecord]] = {}
-            for record in records:
-                by_media.setdefault(record.media_id, []).append(record)
-            looked: list[tuple[list[RequestRecord], list[Availability]]] = []
-            for group in by_media.values():
-                first = group[0]
-                looked.append((group, await self.availability(first.media_type, first.ids)))
-                await asyncio.sleep(0)
-            await requests.save_availabilities(
-                self.engine, {group[0].media_id: answers for group, answers in looked}
-            )
-            for group, answers in looked:
-                await self._track_media(group, answers)
-                await asyncio.sleep(0)
+            media = await requests.tracked_media(self.engine, ids, media_id=media_id)
+            for start in range(0, len(media), TRACK_BATCH):
+                await self._track_batch(media[start : start + TRACK_BATCH])
+        if len(media) > TRACK_BATCH:
+            give_back()  # what the round read is garbage now
+
+    async def _track_batch(self, media: Sequence[uuid.UUID]) -> None:
+        by_media: dict[uuid.UUID, list[RequestRecord]] = {}
+        for record in await requests.tracked(self.engine, media):
+            by_media.setdefault(record.media_id, []).append(record)
+        looked: list[tuple[list[RequestRecord], list[Availability]]] = []
+        for group in by_media.values():
+            first = group[0]
+            looked.append((group, await self.availability(first.media_type, first.ids)))
+            await asyncio.sleep(0)
+        await requests.save_availabilities(
+            self.engine, {group[0].media_id: answers for group, answers in looked}
+        )
+        for group, answers in looked:
+            await self._track_media(group, answers)
+            await asyncio.sleep(0)
 
     async def _track_media(self, group: list[RequestRecord], answers: list[Availability]) -> None:
         first = group[0]

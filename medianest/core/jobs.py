@@ -1,7 +1,8 @@
 """Background work: the pollers plugins register, and the job queue for long work.
 
 Each poller is one task that runs, then sleeps its interval. A failure is logged once and its
-recovery is logged as such, so a dead upstream does not flood the log.
+recovery is logged as such, so a dead upstream does not flood the log. When the first rounds of
+the pollers started together are all over, the memory they freed goes back to the system.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .extensions import PluginContext, Poller, call_with, resolve
 from .http import waiting_for_services
+from .memory import give_back
 from .metrics import JOBS
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ class PollerRunner:
 
     def __init__(self) -> None:
         self._tasks: dict[str, list[asyncio.Task[None]]] = defaultdict(list)
+        # Pollers whose first round is under way.
+        self._first_rounds = 0
 
     def running(self, plugin: str) -> int:
         return sum(1 for task in self._tasks.get(plugin, ()) if not task.done())
@@ -52,20 +56,30 @@ class PollerRunner:
     async def _loop(self, ctx: PluginContext, poller: Poller) -> None:
         waiting_for_services()
         failing = False
+        self._first_rounds += 1
+        try:
+            failing = await self._round(ctx, poller, failing)
+        finally:
+            self._first_rounds -= 1
+            if not self._first_rounds:
+                give_back()
         while True:
-            try:
-                await resolve(call_with(poller.run, plugin=ctx))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if not failing:
-                    log.exception("poller %s:%s failed", ctx.name, poller.name)
-                    failing = True
-            else:
-                if failing:
-                    log.warning("poller %s:%s recovered", ctx.name, poller.name)
-                    failing = False
             await asyncio.sleep(poller.interval)
+            failing = await self._round(ctx, poller, failing)
+
+    async def _round(self, ctx: PluginContext, poller: Poller, failing: bool) -> bool:
+        """One run of ``poller``; whether it is failing now."""
+        try:
+            await resolve(call_with(poller.run, plugin=ctx))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if not failing:
+                log.exception("poller %s:%s failed", ctx.name, poller.name)
+            return True
+        if failing:
+            log.warning("poller %s:%s recovered", ctx.name, poller.name)
+        return False
 
 
 # --- the job queue ---------------------------------------------------------------------------

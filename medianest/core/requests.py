@@ -1132,17 +1132,18 @@ async def claim(engine: AsyncEngine, lease: float, limit: int = 10) -> list[uuid
         return [request_id for request_id, _ in sorted(taken, key=lambda row: row[1])]
 
 
-async def tracked(
+async def tracked_media(
     engine: AsyncEngine,
     ids: Mapping[str, str] | None = None,
     *,
     media_id: uuid.UUID | None = None,
-) -> list[RequestRecord]:
-    """Requests whose progress and availability are followed; only those of the media with
-    one of ``ids``, or of the media item ``media_id``, when given."""
-    conditions: list[Any] = [requests_t.c.status.in_(TRACKED)]
+) -> list[uuid.UUID]:
+    """The media items with requests whose progress and availability are followed; only those
+    with one of ``ids``, or the item ``media_id``, when given."""
+    r = requests_t
+    conditions: list[Any] = [r.c.status.in_(TRACKED)]
     if media_id is not None:
-        conditions.append(requests_t.c.media_id == media_id)
+        conditions.append(r.c.media_id == media_id)
     elif ids:
         matches = []
         for scheme, column in (("tmdb", media_t.c.tmdb_id), ("tvdb", media_t.c.tvdb_id)):
@@ -1153,13 +1154,25 @@ async def tracked(
             matches.append(media_t.c.imdb_id == ids["imdb"])
         if not matches:
             return []
-        conditions.append(or_(*matches))
+        conditions.append(r.c.media_id.in_(select(media_t.c.id).where(or_(*matches))))
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(r.c.media_id)
+            .where(*conditions)
+            .group_by(r.c.media_id)
+            .order_by(func.min(r.c.created_at))
+        )
+        return [media for (media,) in rows]
+
+
+async def tracked(engine: AsyncEngine, media_ids: Sequence[uuid.UUID]) -> list[RequestRecord]:
+    """The followed requests of the media items ``media_ids``, oldest first."""
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 select(*_columns())
                 .select_from(_from())
-                .where(*conditions)
+                .where(requests_t.c.status.in_(TRACKED), requests_t.c.media_id.in_(media_ids))
                 .order_by(requests_t.c.created_at)
             )
         ).all()
