@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import ADMIN, Client, MakeClient, add_user
+from conftest import ADMIN, Client, MakeClient, add_user, wait_for
 
-from medianest import PluginContext, Widget, current_user, hookimpl
-from medianest.core.keys import REGISTRY
+from medianest import Notice, PluginContext, Widget, current_user, hookimpl
+from medianest.core.keys import NOTIFIER, REGISTRY
 from medianest.core.settings import Settings, load_settings
 
 FRIEND = ("friend", "a friend's long password")
@@ -206,3 +208,61 @@ async def test_data_that_is_not_json_shows_the_tile_as_unavailable(
     assert shown["odd"] == "Odd could not be shown: its data is not JSON"
     assert shown["shared"] == "alpha"
     assert (await client.get("/", headers={"Accept": "text/html"})).status == 200
+
+
+@hookimpl
+def register_shared_widget() -> list[Widget]:
+    return [Widget("shared", "Shared", "word.html", load_shared, topic="board.shared")]
+
+
+# Only widgets kept until their topic announces a change: the page can stand as it is.
+STEADY = SimpleNamespace(
+    register_widgets=register_shared_widget,
+    register_ws_topics=register_ws_topics,
+    register_template_dirs=register_template_dirs,
+)
+
+
+async def test_a_kept_dashboard_page_shows_every_change_of_its_tiles_bell_and_session(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    client = await make_client(settings, extra_plugins=[("board", STEADY)])
+    assert (await client.post("/api/v1/plugins/board/enable")).status == 200
+
+    async def page() -> str:
+        resp = await client.get("/", headers={"Accept": "text/html"})
+        assert resp.status == 200 and resp.content_type == "text/html"
+        assert resp.charset == "utf-8"
+        return await resp.text()
+
+    first = await page()
+    assert '<p class="word">alpha</p>' in first and await page() == first
+
+    # A tile changes.
+    SOURCE.word = "beta"
+    await announce(client, "board.shared")
+    await wait_for(lambda: _shows(page, '<p class="word">beta</p>'))
+
+    # The bell: one unread notification.
+    assert "data-unread-count hidden>0</span>" in await page()
+    me = await (await client.get("/api/v1/auth/me")).json()
+    notice = Notice(kind="MEDIA_AVAILABLE", subject="The Matrix (1999)")
+    await client.app[NOTIFIER].send(notice, [uuid.UUID(me["id"])])
+    assert "data-unread-count>1</span>" in await page()
+
+    # Another session of the same user has its own CSRF token.
+    csrf = me["csrf_token"]
+    assert f'content="{csrf}"' in await page()
+    assert (await client.post("/logout", data={"csrf_token": csrf})).status == 200
+    resp = await client.post(
+        "/api/v1/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]}
+    )
+    assert resp.status == 200
+    again = (await (await client.get("/api/v1/auth/me")).json())["csrf_token"]
+    assert again != csrf
+    shown = await page()
+    assert f'content="{again}"' in shown and csrf not in shown
+
+
+async def _shows(page: Callable[[], Awaitable[str]], words: str) -> bool:
+    return words in await page()

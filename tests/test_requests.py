@@ -333,6 +333,36 @@ async def test_notifications_are_listed_and_marked_read(
 
 
 @pytest.mark.usefixtures("fast")
+async def test_someone_made_a_manager_hears_of_the_next_request_at_once(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    async with world(make_client, tuned(sqlite_settings), plugins=("tmdb",)) as w:
+        helper = await second_browser(w.admin, "helper", "a helper's long password")
+        # The managers are known (and kept) from the first request on.
+        assert (await ask(w.friend, FILM_BODY))[0] == 201
+        assert (await (await helper.get("/api/v1/notifications")).json())["unread"] == 0
+
+        me = await (await helper.get("/api/v1/auth/me")).json()
+        resp = await w.admin.patch(
+            f"/api/v1/users/{me['id']}", json={"permissions": ["request_movies", "manage_requests"]}
+        )
+        assert resp.status == 200, await resp.text()
+        assert (await ask(w.friend, {"media_type": "movie", "tmdb_id": 693134}))[0] == 201
+        notes = await (await helper.get("/api/v1/notifications")).json()
+        assert notes["unread"] == 1
+        assert notes["items"][0]["subject"] == "Dune: Part Two (2024)"
+
+        # And no longer once that permission is taken away.
+        resp = await w.admin.patch(
+            f"/api/v1/users/{me['id']}", json={"permissions": ["request_movies"]}
+        )
+        assert resp.status == 200, await resp.text()
+        body = {"media_type": "tv", "tmdb_id": SERIES, "seasons": [1]}
+        assert (await ask(w.friend, body))[0] == 201
+        assert (await (await helper.get("/api/v1/notifications")).json())["unread"] == 1
+
+
+@pytest.mark.usefixtures("fast")
 async def test_two_people_asking_at_the_same_moment_make_one_request(
     make_client: MakeClient, db_settings: Settings
 ) -> None:

@@ -25,7 +25,7 @@ from .auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
 from .db import writing
 from .errors import ApiError
 from .extensions import Route
-from .keys import ENGINE, SESSIONS, TOKENS
+from .keys import ENGINE, NOTIFIER, SESSIONS, TOKENS
 from .middleware import client_address, require_user
 from .models import AuditLog, User, UserIdentity
 
@@ -534,6 +534,7 @@ async def update_user(request: web.Request, target: UserOut, patch: UserPatch) -
         )
     await request.app[SESSIONS].forget_cached(user_id)
     await request.app[TOKENS].forget_cached(user_id)
+    await request.app[NOTIFIER].forget_managers()
     if changes.get("disabled"):
         await request.app[SESSIONS].revoke_user(user_id)
     await _audit(request, "user.update", target=target.username, details=changes)

@@ -29,7 +29,7 @@ from .auth import (
 )
 from .errors import ApiError
 from .extensions import Route
-from .keys import BOX, ENGINE, LIMITS, REGISTRY, SESSIONS, SETTINGS
+from .keys import BOX, ENGINE, LIMITS, NOTIFIER, REGISTRY, SESSIONS, SETTINGS
 from .middleware import (
     client_address,
     current_user,
@@ -263,6 +263,7 @@ async def setup_form(request: web.Request) -> web.StreamResponse:
         return await setup_page(request, error="The two passwords differ.", status=422)
     engine = request.app[ENGINE]
     user_id = await create_local_user(engine, username, password, role="admin")
+    await request.app[NOTIFIER].forget_managers()
     await audit.record(
         engine,
         "user.create",

@@ -52,6 +52,8 @@ STALE_AFTER = 60.0
 PATIENCE = 0.25
 # Joined dashboards kept (one per audience mix that looked lately).
 MAX_JOINED = 256
+# Dashboard pages kept, one per session (see WidgetBoard.page()).
+MAX_PAGES = 256
 # Users whose last dashboard is kept.
 MAX_VIEWERS = 10_000
 
@@ -123,6 +125,13 @@ class _Answer:
     views: list[WidgetView]
 
 
+@dataclass(frozen=True)
+class _Page:
+    tiles: Markup
+    context: dict[str, Any]
+    body: bytes
+
+
 def _fresh_until(views: list[WidgetView]) -> float:
     """Until when every one of ``views`` may be shown as it is (a widget without a topic is
     computed for each viewer: never)."""
@@ -156,6 +165,8 @@ class WidgetBoard:
         self._last: dict[tuple[uuid.UUID, bool] | None, _Answer] = {}
         # The request each audience's view was last computed for (its loader may read it).
         self._requests: dict[Key, web.Request] = {}
+        # The dashboard page last rendered for each session (see page()).
+        self._pages: dict[tuple[uuid.UUID, uuid.UUID | None], _Page] = {}
 
     # --- reading -------------------------------------------------------------------------
 
@@ -207,6 +218,22 @@ class WidgetBoard:
                 self._joined.clear()
             self._joined[key] = joined
         return joined
+
+    def page(self, user: CurrentUser, tiles: Markup, context: Mapping[str, Any]) -> bytes | None:
+        """The page last rendered for ``user``'s session, if it was rendered from these
+        ``tiles`` (the same joined views) and an equal page ``context`` (navigation, unread
+        count, CSRF token, the plugins' template variables); else None."""
+        kept = self._pages.get((user.id, user.session_id))
+        if kept is not None and kept.tiles is tiles and kept.context == context:
+            return kept.body
+        return None
+
+    def keep_page(
+        self, user: CurrentUser, tiles: Markup, context: Mapping[str, Any], body: bytes
+    ) -> None:
+        if len(self._pages) >= MAX_PAGES:
+            self._pages.clear()
+        self._pages[(user.id, user.session_id)] = _Page(tiles, dict(context), body)
 
     async def view(
         self,

@@ -398,7 +398,10 @@ class RequestDesk:
         loop is handed back between media items, so that a busy server keeps answering.
         """
         async with self._track_lock:
-            media = await requests.tracked_media(self.engine, ids, media_id=media_id)
+            if media_id is not None:
+                media = [media_id]
+            else:
+                media = await requests.tracked_media(self.engine, ids)
             for start in range(0, len(media), TRACK_BATCH):
                 await self._track_batch(media[start : start + TRACK_BATCH])
         if len(media) > TRACK_BATCH:

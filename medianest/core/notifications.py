@@ -49,6 +49,10 @@ class NotificationRecord:
     read: bool
 
 
+MANAGERS_KEY = "notify:managers"
+MANAGERS_TTL = 10.0
+
+
 class Notifier:
     """Writes notices to people's lists, pushes them live and hands them to the plugins."""
 
@@ -62,7 +66,16 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def managers(self) -> list[uuid.UUID]:
-        """Everyone who approves requests: admins and holders of "manage requests"."""
+        """Everyone who approves requests: admins and holders of "manage requests".
+
+        Kept in the cache for :data:`MANAGERS_TTL` seconds: every request made or decided tells
+        them. Changes made on the users page are seen at once (:meth:`forget_managers`); a
+        manager made otherwise (the command line, default permissions of people who sign up)
+        is told from at most that long after.
+        """
+        kept = await self._cache.get(MANAGERS_KEY)
+        if kept is not None:
+            return [uuid.UUID(m) for m in kept]
         async with self._engine.connect() as conn:
             # Read only the likely ones: a community's many members hold no such permission.
             wanted = f'%"{Permission.MANAGE_REQUESTS.value}"%'
@@ -72,11 +85,17 @@ class Notifier:
                     users_t.c.disabled.is_(False), or_(users_t.c.role == "admin", named)
                 )
             )
-            return [
+            found = [
                 user_id
                 for user_id, role, permissions in rows
                 if role == "admin" or Permission.MANAGE_REQUESTS in (permissions or ())
             ]
+        await self._cache.set(MANAGERS_KEY, [str(m) for m in found], MANAGERS_TTL)
+        return found
+
+    async def forget_managers(self) -> None:
+        """Someone's role, permissions or access changed: read the managers afresh."""
+        await self._cache.delete(MANAGERS_KEY)
 
     async def send(self, notice: Notice, recipients: Iterable[uuid.UUID]) -> None:
         """Tell ``recipients`` in the app and live, and every plugin's ``notify`` hook."""

@@ -1133,18 +1133,13 @@ async def claim(engine: AsyncEngine, lease: float, limit: int = 10) -> list[uuid
 
 
 async def tracked_media(
-    engine: AsyncEngine,
-    ids: Mapping[str, str] | None = None,
-    *,
-    media_id: uuid.UUID | None = None,
+    engine: AsyncEngine, ids: Mapping[str, str] | None = None
 ) -> list[uuid.UUID]:
-    """The media items with requests whose progress and availability are followed; only those
-    with one of ``ids``, or the item ``media_id``, when given."""
+    """The media items with requests whose progress and availability are followed, oldest
+    request first; only those with one of ``ids``, when given."""
     r = requests_t
     conditions: list[Any] = [r.c.status.in_(TRACKED)]
-    if media_id is not None:
-        conditions.append(r.c.media_id == media_id)
-    elif ids:
+    if ids:
         matches = []
         for scheme, column in (("tmdb", media_t.c.tmdb_id), ("tvdb", media_t.c.tvdb_id)):
             value = _int_id(ids, scheme)

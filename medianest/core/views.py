@@ -245,11 +245,23 @@ CORE_NAV = [
 
 
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
-    """The dashboard: every enabled integration's widgets."""
-    views = await request.app[BOARD].views(request, current_user(request))
-    return aiohttp_jinja2.render_template(
-        "dashboard.html", request, {"tiles": request.app[BOARD].tiles(views)}
-    )
+    """The dashboard: every enabled integration's widgets.
+
+    A session's page is rendered again only when its tiles or its page context changed: a
+    dashboard left open, or reloaded, is sent as it was last rendered.
+    """
+    board = request.app[BOARD]
+    user = current_user(request)
+    tiles = board.tiles(await board.views(request, user))
+    context = request.get(aiohttp_jinja2.REQUEST_CONTEXT_KEY, {})
+    if user is not None:
+        body = board.page(user, tiles, context)
+        if body is not None:
+            return web.Response(body=body, content_type="text/html", charset="utf-8")
+    response = aiohttp_jinja2.render_template("dashboard.html", request, {"tiles": tiles})
+    if user is not None and isinstance(response.body, bytes):
+        board.keep_page(user, tiles, context, response.body)
+    return response
 
 
 async def widget_fragment(request: web.Request) -> web.StreamResponse:
