@@ -609,48 +609,57 @@ async def _write_availability(
     read_here: bool = False,
 ) -> None:
     """Replace the ``changed`` answers; ``read_here``: what is stored was read in this
-    (writing) transaction, so what it did not find needs no deleting."""
+    (writing) transaction, so what it did not find needs no deleting. A few statements for
+    all of them (per server: a delete of each table; then one insert of each), so that a
+    round that finds many changes holds the database briefly."""
     a, s = availability_t.c, season_availability_t.c
     now = utcnow()
+    # One answer per media item and server: the last one given.
+    changed = list({(m, answer.server_id): (m, answer, was) for m, answer, was in changed}.values())
+    # Otherwise whatever is there now: another process may have written it since.
+    replaced: dict[str, list[uuid.UUID]] = {}
     for media_id, answer, was_stored in changed:
-        # Otherwise whatever is there now: another process may have written it since.
         if was_stored or not read_here:
+            replaced.setdefault(answer.server_id, []).append(media_id)
+    for server_id, media_ids in replaced.items():
+        for chunk in _chunks(media_ids):
             await conn.execute(
-                delete(availability_t).where(
-                    a.media_id == media_id, a.server_id == answer.server_id
-                )
+                delete(availability_t).where(a.server_id == server_id, a.media_id.in_(chunk))
             )
             await conn.execute(
-                delete(season_availability_t).where(
-                    s.media_id == media_id, s.server_id == answer.server_id
-                )
+                delete(season_availability_t).where(s.server_id == server_id, s.media_id.in_(chunk))
             )
-        await conn.execute(
-            insert(availability_t).values(
-                media_id=media_id,
-                server_id=answer.server_id,
-                server_name=answer.server_name,
-                source=answer.source,
-                available=answer.available,
-                key=answer.key,
-                checked_at=answer.checked_at or now,
-            )
-        )
-        if answer.seasons:
-            await conn.execute(
-                insert(season_availability_t),
-                [
-                    {
-                        "media_id": media_id,
-                        "server_id": answer.server_id,
-                        "season": number,
-                        "present": season.present,
-                        "known": season.known,
-                        "episodes": None,
-                    }
-                    for number, season in answer.seasons.items()
-                ],
-            )
+    if not changed:
+        return
+    await conn.execute(
+        insert(availability_t),
+        [
+            {
+                "media_id": media_id,
+                "server_id": answer.server_id,
+                "server_name": answer.server_name,
+                "source": answer.source,
+                "available": answer.available,
+                "key": answer.key,
+                "checked_at": answer.checked_at or now,
+            }
+            for media_id, answer, _ in changed
+        ],
+    )
+    seasons = [
+        {
+            "media_id": media_id,
+            "server_id": answer.server_id,
+            "season": number,
+            "present": season.present,
+            "known": season.known,
+            "episodes": None,
+        }
+        for media_id, answer, _ in changed
+        for number, season in answer.seasons.items()
+    ]
+    if seasons:
+        await conn.execute(insert(season_availability_t), seasons)
 
 
 def holding_from(answers: Sequence[Availability], metadata: Mapping[str, Any]) -> Holding:
@@ -925,7 +934,7 @@ class Created:
     added_seasons: tuple[int, ...]
     status: str
     left_out: str = ""
-    # The request as it stands now, read in the same transaction.
+    # The request as it stood just after (None if it was gone by then).
     record: RequestRecord | None = None
 
 
@@ -1057,9 +1066,11 @@ async def create(
             all_seasons = wanted
         await _history_rows(conn, request_id, history)
         await keep_availability(conn, {media_id: answers}, new=new_media)
-        row = (await conn.execute(_BY_ID, {"id": request_id})).one()
-        record = _records([row], {request_id: sorted(all_seasons)})[0]
-    return Created(request_id, extended, tuple(sorted(wanted)), status, left_out, record)
+    # Read once the writer's turn is over: other writers wait for none of it.
+    async with engine.connect() as conn:
+        row = (await conn.execute(_BY_ID, {"id": request_id})).first()
+    made = _records([row], {request_id: sorted(all_seasons)})[0] if row is not None else None
+    return Created(request_id, extended, tuple(sorted(wanted)), status, left_out, made)
 
 
 async def _history_rows(
