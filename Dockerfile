@@ -23,9 +23,10 @@ RUN site="$(/opt/medianest/bin/python -c 'import sysconfig; print(sysconfig.get_
  && /opt/medianest/bin/python -m compileall -q "$site"
 
 FROM ${PYTHON_IMAGE}
-# ffmpeg merges and converts YouTube downloads; pg_dump (postgresql-client) backs up PostgreSQL.
+# ffmpeg merges and converts YouTube downloads; pg_dump (postgresql-client) backs up PostgreSQL;
+# outgoing TLS trusts the system's certificate authorities (ca-certificates).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg postgresql-client \
+ && apt-get install -y --no-install-recommends ca-certificates ffmpeg postgresql-client \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home medianest \
  && mkdir -p /data /library \

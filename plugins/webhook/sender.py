@@ -48,7 +48,7 @@ from tenacity import (
 )
 from yarl import URL
 
-from medianest import Notice, __version__, tls_context
+from medianest import Notice, __version__
 
 from .settings import Settings
 
@@ -297,7 +297,8 @@ def new_client() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=TIMEOUT),
         cookie_jar=aiohttp.DummyCookieJar(),
-        connector=aiohttp.TCPConnector(ssl=tls_context()),
+        # aiohttp's default TLS settings: the system's certificate authorities.
+        connector=aiohttp.TCPConnector(),
     )
 
 
