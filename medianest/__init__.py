@@ -37,6 +37,7 @@ from .core.hookspecs import hookimpl
 from .core.http import (
     BadResponse,
     Fetched,
+    HttpAnswer,
     RateLimited,
     ServiceClient,
     ServiceError,
@@ -58,6 +59,7 @@ __all__ = [
     "Fetched",
     "FulfilmentResult",
     "HealthResult",
+    "HttpAnswer",
     "JobRun",
     "JobType",
     "MediaDetails",

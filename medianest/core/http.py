@@ -32,6 +32,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from yarl import URL
 
 from . import metrics
 from .cache import Cache
@@ -260,17 +261,27 @@ def tls_context() -> ssl.SSLContext:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """A service's answer, read whole."""
+class HttpAnswer:
+    """An HTTP answer, read whole (for plugins with a client of their own, too)."""
 
+    url: URL
     status: int
     headers: Mapping[str, str]
     content: bytes
     charset: str | None
 
+    @classmethod
+    async def read(cls, reply: aiohttp.ClientResponse) -> HttpAnswer:
+        return cls(reply.url, reply.status, reply.headers, await reply.read(), reply.charset)
+
     @property
     def text(self) -> str:
-        return self.content.decode(self.charset or "utf-8", errors="replace")
+        """The body in its charset (UTF-8 when it names none, or one Python does not know),
+        bytes that do not decode replaced."""
+        try:
+            return self.content.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:
+            return self.content.decode("utf-8", errors="replace")
 
 
 def query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -417,7 +428,7 @@ class ServiceClient:
                 },
                 allow_redirects=False,
             ) as reply:
-                response = Answer(reply.status, reply.headers, await reply.read(), reply.charset)
+                response = await HttpAnswer.read(reply)
         except aiohttp.ConnectionTimeoutError as exc:
             self._count("timeout", None)
             raise TimedOut(label, "connect") from exc
@@ -611,7 +622,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _error_answer(response: Answer) -> Any:
+def _error_answer(response: HttpAnswer) -> Any:
     """What the service said with an error status: its JSON, else its text (when short)."""
     if len(response.content) > 65_536:
         return None
@@ -623,7 +634,7 @@ def _error_answer(response: Answer) -> Any:
     return response.text
 
 
-def _parse(response: Answer, parse: Parse) -> Any:
+def _parse(response: HttpAnswer, parse: Parse) -> Any:
     if parse == "none":
         return None
     if parse == "bytes":

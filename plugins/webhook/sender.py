@@ -30,7 +30,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -48,7 +48,7 @@ from tenacity import (
 )
 from yarl import URL
 
-from medianest import Notice, __version__
+from medianest import HttpAnswer, Notice, __version__
 
 from .settings import Settings
 
@@ -193,22 +193,7 @@ def _scrubbed(text: str, settings: Settings) -> str:
     return text if len(text) <= QUOTE else text[: QUOTE - 1] + "…"
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The receiver's answer, read whole."""
-
-    url: URL
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    charset: str | None
-
-    @property
-    def text(self) -> str:
-        return self.content.decode(self.charset or "utf-8")
-
-
-def _refusal(response: Answer, host: str, settings: Settings) -> DeliveryFailed:
+def _refusal(response: HttpAnswer, host: str, settings: Settings) -> DeliveryFailed:
     status = response.status
     if 300 <= status < 400:
         where = response.headers.get("Location", "")
@@ -219,11 +204,7 @@ def _refusal(response: Answer, host: str, settings: Settings) -> DeliveryFailed:
             retryable=False,
             status=status,
         )
-    said = ""
-    try:
-        said = _scrubbed(response.text, settings) if len(response.content) <= 65_536 else ""
-    except (UnicodeDecodeError, LookupError):
-        said = ""
+    said = _scrubbed(response.text, settings) if len(response.content) <= 65_536 else ""
     message = f"{host} answered HTTP {status}" + (f": {said}" if said else "")
     if status == 429:
         return DeliveryFailed(
@@ -269,9 +250,7 @@ async def post(
             # GET (301, 302) and the notification would be lost.
             allow_redirects=False,
         ) as reply:
-            response = Answer(
-                reply.url, reply.status, reply.headers, await reply.read(), reply.charset
-            )
+            response = await HttpAnswer.read(reply)
     except TimeoutError:
         raise DeliveryFailed(
             f"{host} did not answer within {TIMEOUT:g} s", retryable=True
