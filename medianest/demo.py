@@ -20,6 +20,7 @@ import string
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ from .testing import (
     FakeYouTube,
     PlexAccount,
 )
+from .testing.arr import CatalogueMovie
+from .testing.tmdb import MOVIE_GENRES, Movie
 
 LOOPBACK = "127.0.0.1"
 ADMIN = "admin"
@@ -123,8 +126,50 @@ async def start_fakes() -> Fakes:
     # plex.tv knows the server by the machine id the server itself reports, at its address.
     plex_server = plex_tv.add_server(pms.name, owner, [friend], machine_id=pms.machine_id)
     plex_server.uri = pms.url
+    _catalogues_agree(fakes)
     _stock_libraries(fakes)
     return fakes
+
+
+def _catalogues_agree(fakes: Fakes) -> None:
+    """Every film in Plex or Radarr is on TMDB, and every film on TMDB can be added to Radarr,
+    as with the real services (each fake is seeded for its own tests): whatever the demo's
+    search finds can be requested and fulfilled."""
+    tmdb, radarr = fakes.tmdb, fakes.radarr
+    for film in radarr.catalogue:
+        if film.tmdb_id not in tmdb.movies:
+            tmdb.movies[film.tmdb_id] = Movie(
+                film.tmdb_id, film.title, film.in_cinemas.isoformat(), film.imdb_id,
+                film.overview, [g for g, name in MOVIE_GENRES.items() if name in film.genres],
+                film.runtime, "", "", 10.0, film.tmdb_rating[1], film.tmdb_rating[0],
+            )  # fmt: skip
+    for item in fakes.pms.items.values():
+        tmdb_id = item.external_id("tmdb") if item.type == "movie" else None
+        if tmdb_id and int(tmdb_id) not in tmdb.movies:
+            tmdb.movies[int(tmdb_id)] = Movie(
+                int(tmdb_id), item.title, item.originally_available_at or f"{item.year}-01-01",
+                item.external_id("imdb") or "", item.summary,
+                [g for g, name in MOVIE_GENRES.items() if name in item.genres],
+                (item.duration or 0) // 60_000, "", "", 10.0, item.rating or 0.0, 100,
+            )  # fmt: skip
+    known = {film.tmdb_id for film in radarr.catalogue}
+    for movie in list(tmdb.movies.values()):
+        if movie.id not in known:
+            radarr.catalogue.append(
+                CatalogueMovie(
+                    tmdb_id=movie.id,
+                    imdb_id=movie.imdb_id,
+                    title=movie.title,
+                    year=int(movie.released[:4]),
+                    runtime=movie.runtime,
+                    certification="",
+                    studio=movie.companies[0]["name"] if movie.companies else "",
+                    genres=tuple(MOVIE_GENRES[g] for g in movie.genre_ids if g in MOVIE_GENRES),
+                    overview=movie.overview,
+                    in_cinemas=date.fromisoformat(movie.released),
+                    tmdb_rating=(movie.vote_count, movie.vote_average),
+                )
+            )
 
 
 def _stock_libraries(fakes: Fakes) -> None:
