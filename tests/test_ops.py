@@ -122,6 +122,26 @@ async def test_unready_without_redis_but_an_upstream_down_is_only_listed(
     assert (await components(probe))["redis"] == "down"
 
 
+async def test_with_redis_gone_pages_and_the_api_say_so_rather_than_fail(
+    make_client: MakeClient, tmp_path: Path, private_redis: tuple[str, Any]
+) -> None:
+    url, process = private_redis
+    client = await make_client(load_settings(data_dir=tmp_path / "data", redis_url=url))
+    assert (await client.get("/api/v1/dashboard")).status == 200
+    process.kill()
+    process.wait()
+    # Every signed-in request reads its session from Redis.
+    resp = await client.get("/api/v1/dashboard")
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
+    error = (await resp.json())["error"]
+    assert error["code"] == "unavailable"
+    assert error["message"].startswith("MediaNest cannot reach Redis right now")
+    page = await client.get("/", headers={"Accept": "text/html"})
+    assert page.status == 503
+    assert "MediaNest cannot reach Redis right now" in await page.text()
+
+
 async def test_metrics_need_the_token_or_an_allowed_address(
     make_client: MakeClient, sqlite_settings: Settings, tmp_path: Path
 ) -> None:

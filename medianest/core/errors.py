@@ -1,8 +1,9 @@
 """The one place where failures become responses.
 
 API paths (``/api/``) answer ``{"error": {"code", "message", "details"}}``; pages answer a
-friendly HTML page. An unexpected exception is logged with its traceback and answered 500
-without one.
+friendly HTML page. A dependency that stopped answering (Redis, the database's connection)
+is answered 503, saying which; anything else unexpected is logged with its traceback and
+answered 500 without one.
 """
 
 from __future__ import annotations
@@ -106,7 +107,40 @@ async def error_response(request: web.Request, exc: Exception) -> web.StreamResp
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         return response
+    missing = _unreachable(exc)
+    if missing is not None:
+        log.error("%s %s: %s is not answering: %s", request.method, request.path, missing, exc)
+        response = await _render(
+            request,
+            ApiError(
+                503,
+                f"MediaNest cannot reach {missing} right now; try again in a moment. "
+                "An admin can see what is down at /readyz.",
+            ),
+        )
+        response.headers["Retry-After"] = "5"
+        return response
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return await _render(
         request, ApiError(500, "Something went wrong on our side; it has been logged.")
     )
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """What MediaNest could not reach when that is why ``exc`` happened (Redis, the database),
+    looking through the exceptions it was raised from; None otherwise. The libraries are not
+    imported here: the embedded default has no Redis client loaded."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = type(current)
+        names = {k.__name__ for k in kind.__mro__}
+        if kind.__module__.startswith("redis.") and names & {"ConnectionError", "TimeoutError"}:
+            return "Redis"
+        if kind.__module__.startswith("sqlalchemy.") and getattr(
+            current, "connection_invalidated", False
+        ):
+            return "the database"
+        current = current.__cause__ or current.__context__
+    return None
