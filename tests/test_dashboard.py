@@ -254,14 +254,16 @@ async def test_a_kept_dashboard_page_shows_every_change_of_its_tiles_bell_and_se
     csrf = me["csrf_token"]
     assert f'content="{csrf}"' in await page()
     assert (await client.post("/logout", data={"csrf_token": csrf})).status == 200
-    resp = await client.post(
-        "/api/v1/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]}
-    )
-    assert resp.status == 200
-    again = (await (await client.get("/api/v1/auth/me")).json())["csrf_token"]
+    await client.sign_in(*ADMIN)
+    again = client.csrf
     assert again != csrf
     shown = await page()
     assert f'content="{again}"' in shown and csrf not in shown
+
+    # The integration switched off: its tile is gone.
+    assert '<p class="word">beta</p>' in shown
+    assert (await client.post("/api/v1/plugins/board/disable")).status == 200
+    assert '<p class="word">' not in await page()
 
 
 async def _shows(page: Callable[[], Awaitable[str]], words: str) -> bool:
