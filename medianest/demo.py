@@ -47,8 +47,8 @@ from .testing import (
     FakeYouTube,
     PlexAccount,
 )
-from .testing.arr import CatalogueMovie
-from .testing.tmdb import MOVIE_GENRES, Movie
+from .testing.arr import CatalogueMovie, CatalogueSeries
+from .testing.tmdb import MOVIE_GENRES, TV_GENRES, Movie, Season, Show
 
 LOOPBACK = "127.0.0.1"
 ADMIN = "admin"
@@ -132,9 +132,14 @@ async def start_fakes() -> Fakes:
 
 
 def _catalogues_agree(fakes: Fakes) -> None:
-    """Every film in Plex or Radarr is on TMDB, and every film on TMDB can be added to Radarr,
-    as with the real services (each fake is seeded for its own tests): whatever the demo's
-    search finds can be requested and fulfilled."""
+    """Every film or series in Plex, Radarr or Sonarr is on TMDB, and every one on TMDB can be
+    added to Radarr or Sonarr, as with the real services (each fake is seeded for its own
+    tests): whatever the demo's search finds can be requested and fulfilled."""
+    _films_agree(fakes)
+    _series_agree(fakes)
+
+
+def _films_agree(fakes: Fakes) -> None:
     tmdb, radarr = fakes.tmdb, fakes.radarr
     for film in radarr.catalogue:
         if film.tmdb_id not in tmdb.movies:
@@ -170,6 +175,84 @@ def _catalogues_agree(fakes: Fakes) -> None:
                     tmdb_rating=(movie.vote_count, movie.vote_average),
                 )
             )
+
+
+def _series_agree(fakes: Fakes) -> None:
+    tmdb, sonarr = fakes.tmdb, fakes.sonarr
+    for series in sonarr.catalogue:
+        if series.tmdb_id not in tmdb.shows:
+            seasons = [
+                Season(number, count, premiere.isoformat(), series.tmdb_id * 100 + number, 0.0, "")
+                for number, (premiere, count) in enumerate(series.seasons, start=1)
+            ]
+            tmdb.shows[series.tmdb_id] = _show(
+                series.tmdb_id, series.title, series.overview, series.network, seasons,
+                {"imdb_id": series.imdb_id, "tvdb_id": series.tvdb_id},
+                [g for g, name in TV_GENRES.items() if name in series.genres], series.ended,
+            )  # fmt: skip
+    for item in fakes.pms.items.values():
+        tmdb_id = item.external_id("tmdb") if item.type == "show" else None
+        if tmdb_id and int(tmdb_id) not in tmdb.shows:
+            premiere = item.originally_available_at or f"{item.year}-01-01"
+            seasons = [
+                Season(season.index or 0, len(season.children), premiere, 0, 0.0, "")
+                for season in item.children
+                if season.type == "season"
+            ]
+            tvdb_id = item.external_id("tvdb")
+            tmdb.shows[int(tmdb_id)] = _show(
+                int(tmdb_id), item.title, item.summary, item.studio or "", seasons,
+                {"imdb_id": item.external_id("imdb"), "tvdb_id": int(tvdb_id) if tvdb_id else None},
+                [g for g, name in TV_GENRES.items() if name in item.genres], True,
+            )  # fmt: skip
+    known = {series.tmdb_id for series in sonarr.catalogue}
+    for show in list(tmdb.shows.values()):
+        tvdb_id = show.external.get("tvdb_id")
+        if show.id in known or not tvdb_id:
+            continue
+        numbered = sorted((s for s in show.seasons if s.season_number > 0), key=_number)
+        sonarr.catalogue.append(
+            CatalogueSeries(
+                tvdb_id=int(tvdb_id),
+                imdb_id=show.external.get("imdb_id") or "",
+                tmdb_id=show.id,
+                title=show.name,
+                year=int(show.first_air_date[:4]),
+                network=str(show.network.get("name", "")),
+                air_time="21:00",
+                runtime=show.episode_run_time[0] if show.episode_run_time else 45,
+                certification="",
+                genres=tuple(TV_GENRES[g] for g in show.genre_ids if g in TV_GENRES),
+                overview=show.overview,
+                ended=show.status == "Ended",
+                seasons=tuple((date.fromisoformat(s.air_date), s.episode_count) for s in numbered),
+            )
+        )
+
+
+def _number(season: Season) -> int:
+    return season.season_number
+
+
+def _show(
+    tmdb_id: int,
+    name: str,
+    overview: str,
+    network: str,
+    seasons: list[Season],
+    external: dict[str, Any],
+    genre_ids: list[int],
+    ended: bool,
+) -> Show:
+    """A series as TMDB tells of it, from what another service knows of it."""
+    first = min((s.air_date for s in seasons if s.season_number > 0), default="2000-01-01")
+    last = max((s.air_date for s in seasons), default=first)
+    return Show(
+        tmdb_id, name, first, last, overview, genre_ids, "", "", 10.0, 0.0, 0, seasons,
+        network={"id": 0, "logo_path": None, "name": network, "origin_country": "US"},
+        created_by=[], external=external, last_episode={},
+        status="Ended" if ended else "Returning Series",
+    )  # fmt: skip
 
 
 def _stock_libraries(fakes: Fakes) -> None:

@@ -364,13 +364,18 @@ async def test_a_request_in_the_demo_goes_to_radarr(demo: Demo) -> None:
 
 
 async def test_whatever_the_demo_finds_can_be_requested(demo: Demo) -> None:
-    # Plex, Radarr and TMDB know the same films in the demo: a film only Radarr's catalogue
-    # had, one only TMDB had and one only Plex held are each found and answered for.
+    # Plex, Radarr, Sonarr and TMDB know the same films and series in the demo: one that only
+    # Radarr's or Sonarr's catalogue had, one only TMDB had and one only Plex held are each
+    # found and answered for.
     async with session() as admin:
         await sign_in(admin, demo.url, "admin", demo.admin_password)
         made = []
-        for tmdb_id in (438631, 1290001):  # Dune (2021); Starfall Protocol, not out yet
-            body = {"media_type": "movie", "tmdb_id": tmdb_id}
+        for body in (
+            {"media_type": "movie", "tmdb_id": 438631},  # Dune (2021): Radarr's
+            {"media_type": "movie", "tmdb_id": 1290001},  # Starfall Protocol: TMDB's
+            {"media_type": "tv", "tmdb_id": 87108, "seasons": [1]},  # Chernobyl: Sonarr's
+            {"media_type": "tv", "tmdb_id": 100088, "seasons": [1]},  # The Last of Us: TMDB's
+        ):
             async with admin.post(demo.url + "/api/v1/requests", json=body) as response:
                 assert response.status == 201, await response.text()
                 made.append((await response.json())["request"]["id"])
@@ -382,7 +387,10 @@ async def test_whatever_the_demo_finds_can_be_requested(demo: Demo) -> None:
                     break
                 await asyncio.sleep(0.1)
             assert status == "processing"
-        body = {"media_type": "movie", "tmdb_id": 329865}  # Arrival, in Plex
-        async with admin.post(demo.url + "/api/v1/requests", json=body) as response:
-            assert response.status == 409, await response.text()
-            assert "already available" in (await response.json())["error"]["message"]
+        for body in (
+            {"media_type": "movie", "tmdb_id": 329865},  # Arrival, in Plex
+            {"media_type": "tv", "tmdb_id": 2316, "seasons": [1]},  # The Office, in Plex
+        ):
+            async with admin.post(demo.url + "/api/v1/requests", json=body) as response:
+                assert response.status == 409, await response.text()
+                assert "already available" in (await response.json())["error"]["message"]
