@@ -230,6 +230,12 @@ async def test_saving_posts_a_test_notification_and_a_receiver_refusing_it_refus
     assert "could not reach 127.0.0.1" in await error_of(resp)
     await receiver.start(port)
 
+    # Not an address to post to.
+    for wrong in ("hook.example.com/medianest", "ftp://hook.example.com/"):
+        resp = await client.put(SETTINGS_URL, json={"url": wrong, "secret": SECRET})
+        assert resp.status == 422
+        assert "http:// or https:// address" in await error_of(resp)
+
     # Without a secret the receiver could not tell MediaNest's posts from anyone's.
     resp = await client.put(SETTINGS_URL, json={"url": receiver.hook_url})
     assert resp.status == 422
@@ -260,7 +266,8 @@ async def test_saving_posts_a_test_notification_and_a_receiver_refusing_it_refus
     assert test.headers["X-MediaNest-Event"] == "TEST_NOTIFICATION"
     assert verifies(SECRET, test)
     saved = (await (await client.get(f"/api/v1/plugins/{PLUGIN}")).json())["settings"]
-    assert saved["url"] == receiver.hook_url
+    # The address often holds the receiver's token: kept like the other secrets.
+    assert saved["url"] == "••••"
 
     resp = await client.get(f"/api/v1/plugins/{PLUGIN}/health")
     (check,) = (await resp.json())["checks"]
@@ -561,7 +568,7 @@ async def test_the_secret_and_the_auth_header_are_stored_encrypted_and_never_log
 
     stored = json.dumps(await stored_settings(client))
     assert SECRET not in stored and AUTH not in stored
-    assert "receiver-token" not in stored
+    assert "receiver-token" not in stored and PATH_TOKEN not in stored
     shown = await (await client.get(f"/api/v1/plugins/{PLUGIN}")).text()
     shown += await (await client.get("/admin/plugins")).text()
     assert SECRET not in shown and AUTH not in shown
@@ -581,8 +588,8 @@ async def test_the_secret_and_the_auth_header_are_stored_encrypted_and_never_log
     for secret in (SECRET, AUTH, "receiver-token"):
         assert secret not in logged
         assert secret not in shown
-    # The address is a setting shown to admins, not a secret, but it often carries the
-    # receiver's token: the requests' log lines leave its path out.
+    # The address often carries the receiver's token: the requests' log lines leave its path
+    # out, and the pages never show it.
     assert f"POST {receiver.url}/(webhook address hidden)" in logged
     told = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert PATH_TOKEN not in told and PATH_TOKEN not in shown

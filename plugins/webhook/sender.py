@@ -239,7 +239,7 @@ async def post(
     """One attempt; the receiver's status (2xx), or :class:`DeliveryFailed`."""
     if settings.url is None:
         raise DeliveryFailed("no webhook URL is set", retryable=False)
-    url = str(settings.url)
+    url = settings.url.get_secret_value()
     host = _host(url)
     try:
         async with http.post(

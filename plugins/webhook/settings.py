@@ -5,7 +5,16 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from pydantic import BaseModel, Field, HttpUrl, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    HttpUrl,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from medianest import Notice
 
@@ -13,16 +22,19 @@ from medianest import Notice
 KINDS: tuple[str, ...] = typing.get_args(typing.get_type_hints(Notice)["kind"])
 # Shorter than this, a secret could be guessed from signatures it has made.
 SECRET_MIN_LENGTH = 16
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
 
 
 class Settings(BaseModel):
     """Where notifications are posted, the secret they are signed with, and which are sent."""
 
-    url: HttpUrl | None = Field(
+    # A secret: receivers' addresses often carry their token (Discord's, Home Assistant's).
+    url: SecretStr | None = Field(
         default=None,
         title="Webhook URL",
         description="Where each notification is posted as JSON, in the shape Overseerr's "
-        "webhook agent uses, e.g. https://home.example.com/api/webhook/medianest",
+        "webhook agent uses, e.g. https://home.example.com/api/webhook/medianest; kept "
+        "encrypted and not shown again, as it often holds the receiver's token",
     )
     secret: SecretStr | None = Field(
         default=None,
@@ -64,6 +76,20 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return value.strip() or None
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            address = _HTTP_URL.validate_python(value.get_secret_value())
+        except ValidationError:
+            raise ValueError(
+                "enter the receiver's http:// or https:// address, e.g. "
+                "https://home.example.com/api/webhook/medianest"
+            ) from None
+        return SecretStr(str(address))
 
     @field_validator("secret")
     @classmethod
