@@ -819,6 +819,21 @@ async def test_audit_log_records_sign_ins_permission_and_settings_changes(
     assert secret not in await page(admin, "/admin/audit")
 
 
+async def test_signing_out_is_recorded_from_the_page_and_from_the_api(
+    sqlite_settings: Settings, make_client: MakeClient, browser: Browser
+) -> None:
+    admin = await make_client(sqlite_settings)
+    await add_user(admin.server.app, *BOB)
+    on_page = await browser(admin, BOB)
+    resp = await on_page.post("/logout", data={"csrf_token": on_page.csrf}, allow_redirects=False)
+    assert resp.status == 303
+    through_api = await browser(admin, BOB)
+    await ok_json(await through_api.post("/api/v1/auth/logout"))
+    assert (await through_api.get("/api/v1/auth/me")).status == 401
+    signed_out = await audit(admin, action="sign_out", actor="bob")
+    assert [(e["action"], e["address"]) for e in signed_out] == [("sign_out", "127.0.0.1")] * 2
+
+
 async def test_audit_log_pages_backwards_without_gaps_or_repeats(
     sqlite_settings: Settings, make_client: MakeClient
 ) -> None:

@@ -213,15 +213,8 @@ async def _check_password(request: web.Request, username: str, password: str) ->
 async def logout(request: web.Request) -> web.StreamResponse:
     """Sign out of this browser."""
     user = current_user(request)
-    if user is not None and user.session_id is not None:
-        await request.app[SESSIONS].revoke(user.session_id)
-        await audit.record(
-            request.app[ENGINE],
-            "sign_out",
-            actor=user.username,
-            actor_id=user.id,
-            address=client_address(request),
-        )
+    if user is not None:
+        await _sign_out(request, user)
     response = _see_other("/login")
     response.del_cookie("medianest_session", path="/")
     return response
@@ -316,10 +309,22 @@ async def api_login(request: web.Request, body: LoginIn) -> web.StreamResponse:
 
 async def api_logout(request: web.Request) -> dict[str, bool]:
     """End this session."""
-    user = require_user(request)
-    if user.session_id is not None:
-        await request.app[SESSIONS].revoke(user.session_id)
+    await _sign_out(request, require_user(request))
     return {"ok": True}
+
+
+async def _sign_out(request: web.Request, user: CurrentUser) -> None:
+    """End ``user``'s session (a token is not a session: nothing ends) and record it."""
+    if user.session_id is None:
+        return
+    await request.app[SESSIONS].revoke(user.session_id)
+    await audit.record(
+        request.app[ENGINE],
+        "sign_out",
+        actor=user.username,
+        actor_id=user.id,
+        address=client_address(request),
+    )
 
 
 async def api_me(request: web.Request) -> Me:
