@@ -130,9 +130,10 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def verifies(secret: str, delivery: Delivery) -> bool:
-    """What a receiver does: HMAC-SHA256 of the raw body under the shared secret, compared in
-    constant time with the signature header."""
-    expected = "sha256=" + hmac.new(secret.encode(), delivery.body, hashlib.sha256).hexdigest()
+    """What a receiver does: HMAC-SHA256 of the timestamp header, a dot and the raw body under
+    the shared secret, compared in constant time with the signature header."""
+    signed = delivery.headers.get("X-MediaNest-Timestamp", "").encode() + b"." + delivery.body
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, delivery.headers.get("X-MediaNest-Signature", ""))
 
 
@@ -329,6 +330,12 @@ async def test_the_signature_verifies_with_the_secret_only(
     assert not verifies("another-secret-of-32-characters!", delivery)
     tampered = Delivery(delivery.headers, delivery.body.replace(b"friend", b"foe"), delivery.at)
     assert not verifies(SECRET, tampered)
+    # A recorded notice replayed with a fresh timestamp no longer verifies.
+    later = str(int(delivery.headers["X-MediaNest-Timestamp"]) + 3600)
+    replayed = Delivery(
+        {**delivery.headers, "X-MediaNest-Timestamp": later}, delivery.body, delivery.at
+    )
+    assert not verifies(SECRET, replayed)
 
     assert delivery.headers["Content-Type"] == "application/json"
     assert delivery.headers["Authorization"] == AUTH

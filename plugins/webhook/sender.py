@@ -5,11 +5,12 @@ string, ``media`` and ``request`` null when the notice is not about one, ``extra
 name/value pairs), plus ``url``, the page of MediaNest it is about. Receivers built for Overseerr
 (Discord relays, Home Assistant automations) read it as they are.
 
-Each request carries ``X-MediaNest-Signature: sha256=<hex>``, the HMAC-SHA256 of the exact body
-bytes under the signing secret, so that the receiver can tell a notice from MediaNest from
-anyone else's post; ``X-MediaNest-Event`` (the kind), ``X-MediaNest-Timestamp`` (Unix seconds of
-the attempt) and ``X-MediaNest-Delivery`` (the same id on every attempt of one notice, for
-receivers that drop repeats).
+Each request carries ``X-MediaNest-Timestamp`` (Unix seconds of the attempt) and
+``X-MediaNest-Signature: sha256=<hex>``, the HMAC-SHA256 under the signing secret of the
+timestamp, a ``.`` and the exact body bytes: the receiver can tell a notice from MediaNest from
+anyone else's post, and a recorded one replayed later by its age. ``X-MediaNest-Event`` is the
+kind, and ``X-MediaNest-Delivery`` the same id on every attempt of one notice, for receivers
+that drop repeats.
 
 Why not the core's service client: a webhook needs what that layer deliberately does not do for
 upstream APIs. It retries only idempotent calls and only on 502-504 (a webhook POST is retried
@@ -130,9 +131,11 @@ def payload(notice: Notice, settings: Settings) -> dict[str, Any]:
     }
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The value of the signature header for ``body``: ``sha256=`` and the hex HMAC-SHA256."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The value of the signature header for ``body`` sent at ``timestamp``: ``sha256=`` and
+    the hex HMAC-SHA256 of ``timestamp.body``."""
+    signed = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def test_notice() -> Notice:
@@ -220,12 +223,13 @@ def headers_for(notice: Notice, settings: Settings, body: bytes, delivery: str) 
     """The headers of one attempt: content type, signature, event, timestamp, delivery id and
     (when set) the Authorization header."""
     secret = settings.secret.get_secret_value() if settings.secret is not None else ""
+    timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"MediaNest/{__version__}",
-        SIGNATURE_HEADER: sign(secret, body),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
         EVENT_HEADER: notice.kind,
-        TIMESTAMP_HEADER: str(int(time.time())),
+        TIMESTAMP_HEADER: timestamp,
         DELIVERY_HEADER: delivery,
     }
     if settings.auth_header is not None and settings.auth_header.get_secret_value():
