@@ -178,8 +178,10 @@ async def test_breaker_opens_after_failures_fails_fast_and_recovers_through_one_
         assert isinstance(error, CircuitOpen)
         assert took < 0.05
     assert sonarr.calls[f"GET {STATUS}"] == 4
-    assert re.fullmatch(f"Sonarr is unreachable since {HHMM}", str(error))
-    assert str(error).endswith(f"{error.since.astimezone():%H:%M}")
+    # It says why: the failure that opened it.
+    said = "Sonarr sent an answer MediaNest could not use (HTTP 503)"
+    assert re.fullmatch(f"Sonarr has been failing since {HHMM}: {re.escape(said)}", str(error))
+    assert f"since {error.since.astimezone():%H:%M}:" in str(error)
     assert abs((datetime.now(UTC) - error.since).total_seconds()) < 5
 
     # After reset_after, one trial call goes through; while it is on its way, others still

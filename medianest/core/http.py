@@ -104,13 +104,23 @@ class RateLimited(BadResponse):
 
 
 class CircuitOpen(ServiceError):
+    """The service failed too often: it is not called for a while. ``last`` is the failure
+    that opened the breaker, named in the message unless it was the service being unreachable
+    ("Sonarr has been failing since 10:42: Sonarr did not answer in time")."""
+
     outcome = "circuit_open"
     template = "{label} is unreachable"
 
-    def __init__(self, label: str, since: datetime) -> None:
+    def __init__(self, label: str, since: datetime, last: ServiceError | None = None) -> None:
         super().__init__(label)
         self.since = since
-        self.args = (f"{label} is unreachable since {since.astimezone():%H:%M}",)
+        self.last = last
+        when = f"{since.astimezone():%H:%M}"
+        if last is None or isinstance(last, Unreachable | CircuitOpen):
+            self.args = (f"{label} is unreachable since {when}",)
+        else:
+            said = f" ({last.detail})" if last.detail and last.detail not in str(last) else ""
+            self.args = (f"{label} has been failing since {when}: {last}{said}",)
 
 
 def _answered(exc: ServiceError) -> bool:
@@ -371,7 +381,7 @@ class ServiceClient:
             self.breaker.before_call(label)
         except CircuitOpen as exc:
             self._count(exc.outcome, None)
-            raise
+            raise CircuitOpen(label, exc.since, self.last_error) from None
         attempts = self.config.retries + 1 if method in IDEMPOTENT else 1
         started = time.perf_counter()
         try:
