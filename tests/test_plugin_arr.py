@@ -254,6 +254,34 @@ async def _refusal(client: TestClient, body: dict[str, Any]) -> list[dict[str, s
     return list(answer["error"]["details"])
 
 
+async def test_masked_keys_stay_with_their_instances_when_the_api_reorders_them(
+    sqlite_settings: Settings, make_client: MakeClient, sonarr: FakeSonarr
+) -> None:
+    client = await make_client(sqlite_settings)
+    async with FakeSonarr(root_folders=["/anime"], api_key="a" * 32) as anime:
+        main, other = instance(sonarr, "Sonarr"), instance(anime, "Sonarr Anime")
+        await configure(client, sonarr=[main, other], enable=False)
+        saved = await _saved(client)
+        assert [i["api_key"] for i in saved["sonarr"]] == ["••••", "••••"]
+        # Sent back as shown, in the other order: each key stays with its instance, so each
+        # server is asked with its own key (the connection test would be refused otherwise).
+        asked = (
+            sonarr.calls["GET /api/v3/system/status"],
+            anime.calls["GET /api/v3/system/status"],
+        )
+        resp = await client.put(SETTINGS_URL, json={"sonarr": saved["sonarr"][::-1]})
+        assert resp.status == 200, await resp.text()
+        assert sonarr.calls["GET /api/v3/system/status"] > asked[0]
+        assert anime.calls["GET /api/v3/system/status"] > asked[1]
+        assert [i["name"] for i in (await _saved(client))["sonarr"]] == ["Sonarr Anime", "Sonarr"]
+        assert (await client.post(f"/api/v1/plugins/{PLUGIN}/enable")).status == 200
+        health = await (await client.get(f"/api/v1/plugins/{PLUGIN}/health")).json()
+        assert [(c["name"], c["status"]) for c in health["checks"]] == [
+            ("Sonarr Anime", "ok"),
+            ("Sonarr", "ok"),
+        ]
+
+
 async def test_settings_are_saved_only_after_a_real_connection_test(
     sqlite_settings: Settings,
     make_client: MakeClient,

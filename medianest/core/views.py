@@ -143,7 +143,7 @@ def _actor(request: web.Request) -> tuple[str, str | None]:
 
 
 def _stored_at(path: str, moved: Mapping[str, str]) -> str:
-    """Where the secret now at ``path`` was stored, if its instance moved up in the list."""
+    """Where the secret now at ``path`` was stored, if its instance moved in the list."""
     for now, before in moved.items():
         if path.startswith(now + "."):
             return before + path[len(now) :]
@@ -481,10 +481,31 @@ async def _toggle(request: web.Request, enabled: bool) -> PluginOut:
 
 
 async def put_plugin_settings(request: web.Request, body: PluginSettingsIn) -> PluginOut:
-    """Replace an integration's settings; it is re-activated with them."""
+    """Replace an integration's settings; it is re-activated with them. A secret sent back as
+    the mask stays with its instance, found by name, however the list was reordered."""
     record = _record(request)
-    await _save_settings(request, record, body.root)
+    await _save_settings(request, record, body.root, _moved_by_name(record.raw_settings, body.root))
     return _plugin_out(record)
+
+
+def _moved_by_name(stored: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, str]:
+    """For lists of named instances: where each instance sent was stored, when elsewhere."""
+    moved: dict[str, str] = {}
+    for field, items in data.items():
+        before = stored.get(field)
+        if not isinstance(items, list) or not isinstance(before, list):
+            continue
+        where = {_name(item): index for index, item in enumerate(before) if _name(item) is not None}
+        for index, item in enumerate(items):
+            found = where.get(_name(item))
+            if found is not None and found != index:
+                moved[f"{field}.{index}"] = f"{field}.{found}"
+    return moved
+
+
+def _name(item: Any) -> str | None:
+    name = item.get("name") if isinstance(item, dict) else None
+    return name.strip().casefold() if isinstance(name, str) and name.strip() else None
 
 
 async def plugin_health(request: web.Request) -> PluginHealth:
