@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from pydantic import BaseModel, SecretStr
 
 from medianest import HealthResult, PluginContext, hookimpl
@@ -86,7 +87,14 @@ async def test_clients_are_closed_when_the_plugin_is_disabled(sqlite_settings, m
     client = await make_client(sqlite_settings, extra_plugins=[("conn", PLUGIN)])
     assert (await client.post("/api/v1/plugins/conn/enable")).status == 200
     ctx = client.app[REGISTRY].context("conn")
-    service = ctx.service_client("sonarr", "default", "http://127.0.0.1:9")
-    assert ctx.service_client("sonarr", "default", "http://127.0.0.1:9") is service
-    assert (await client.post("/api/v1/plugins/conn/disable")).status == 200
-    assert service.closed
+    async with FakeSonarr() as sonarr:
+        key = {"X-Api-Key": sonarr.api_key}
+        service = ctx.service_client("sonarr", "default", sonarr.url, headers=key)
+        assert ctx.service_client("sonarr", "default", sonarr.url, headers=key) is service
+        await service.get("/api/v3/system/status")  # a pooled connection to close
+        pool = service._http
+        assert pool is not None and not pool.closed
+        assert (await client.post("/api/v1/plugins/conn/disable")).status == 200
+        assert service.closed and pool.closed
+        with pytest.raises(RuntimeError, match="is closed"):
+            await service.get("/api/v3/system/status")
