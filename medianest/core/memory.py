@@ -8,6 +8,8 @@ megabytes that a quiet portal never asks for again; ``malloc_trim`` gives them b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import platform
@@ -30,8 +32,19 @@ def _trim() -> Callable[[int], int] | None:
 
 
 def give_back() -> None:
-    """Return the free memory of the C heaps to the system (on glibc; elsewhere nothing)."""
+    """Return the free memory of the C heaps to the system (on glibc; elsewhere nothing).
+
+    Within an event loop it runs on the loop's default thread pool, which it does not hold up
+    (ctypes lets go of the GIL): walking a large heap takes milliseconds.
+    """
     trim = _trim()
-    if trim is not None:
+    if trim is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
         trim(0)
-        log.debug("free heap memory returned to the system")
+        return
+    with contextlib.suppress(RuntimeError):  # the pool is shutting down with the loop
+        loop.run_in_executor(None, trim, 0)
+    log.debug("free heap memory being returned to the system")
