@@ -12,15 +12,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY medianest/ medianest/
 COPY plugins/ plugins/
+# The wheel carries the pages' templates and static files (package data): nothing is copied
+# beside it.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/medianest \
- && /opt/medianest/bin/pip install /wheels/medianest-*.whl
-# The pages' templates and static files are looked up beside the installed packages.
-COPY templates/ /tmp/share/templates/
-COPY static/ /tmp/share/static/
-RUN site="$(/opt/medianest/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
- && cp -r /tmp/share/templates /tmp/share/static "$site"/ \
- && /opt/medianest/bin/python -m compileall -q "$site"
+ && /opt/medianest/bin/pip install /wheels/medianest-*.whl \
+ && /opt/medianest/bin/python -m compileall -q /opt/medianest
 
 FROM ${PYTHON_IMAGE}
 # ffmpeg merges and converts YouTube downloads; pg_dump (postgresql-client) backs up PostgreSQL;

@@ -37,11 +37,11 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medianest import demo
+from medianest.app import create_app
 from medianest.core import db
-from medianest.core.app import create_app
 from medianest.core.keys import ENGINE, REGISTRY
-from medianest.core.requests import media_t, requests_t, seasons_t, users_t
 from medianest.core.settings import Settings
+from medianest.requests.workflow import media_t, requests_t, seasons_t, users_t
 from medianest.testing.tmdb import Movie
 
 HERE = Path(__file__).resolve().parent

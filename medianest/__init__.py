@@ -8,9 +8,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .accounts.signin import limit_sign_in, sign_in, sign_in_problem
 from .core.api import ApiModel
 from .core.auth import ExternalIdentity, Permission, user_quota
-from .core.auth_views import limit_sign_in, sign_in, sign_in_problem
 from .core.db import writing
 from .core.errors import ApiError
 from .core.extensions import (

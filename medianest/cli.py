@@ -15,16 +15,16 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
+from .app import create_app
 from .core import audit, db
-from .core.app import create_app
 from .core.auth import create_local_user
 from .core.bus import Bus, RedisBus
 from .core.cache import MemoryCache
 from .core.crypto import SecretBox, generate_key, key_id, write_keyring
 from .core.logs import AccessLogger, setup_logging
 from .core.plugins import PluginNotFound, PluginRegistry, secret_paths
-from .core.rotation import Report, SecretFieldsOf, keys_in_use, reencrypt
 from .core.settings import Settings, SettingsError, key_file, load_keyring, load_settings
+from .ops.rotation import Report, SecretFieldsOf, keys_in_use, reencrypt
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -193,8 +193,8 @@ def worker(
 async def _work(settings: Settings) -> None:
     from .core.cache import RedisCache
     from .core.jobs import RedisJobQueue
-    from .core.ops_views import worker_metrics_app
     from .core.ws import WebSocketHub
+    from .ops.views import worker_metrics_app
 
     assert settings.redis_url is not None
     registry = PluginRegistry()
@@ -591,7 +591,7 @@ class _Status:
 
 
 def _run_backup(coro: Coroutine[Any, Any, T], status: _Status) -> T:
-    from .core import backup
+    from .ops import backup
 
     try:
         return _run(coro)
@@ -645,7 +645,7 @@ def backup_command(
     never the key that decrypts its stored secrets: back DATA_DIR/secret.key (or
     MEDIANEST_SECRET_KEY) up separately.
     """
-    from .core import backup  # tarfile and the rest only for these commands
+    from .ops import backup  # tarfile and the rest only for these commands
 
     if to_verify is not None and (output or keep_daily or keep_weekly):
         _fail("--verify goes alone: it checks an archive and writes none", code=2)
@@ -688,7 +688,7 @@ def restore(ctx: click.Context, archive: Path, force: bool) -> None:
     of a newer MediaNest is refused. Stop MediaNest first, and put back the key the archive's
     secrets were encrypted with (DATA_DIR/secret.key or MEDIANEST_SECRET_KEY).
     """
-    from .core import backup
+    from .ops import backup
 
     settings = _settings(ctx)
     status = _Status()

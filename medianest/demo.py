@@ -29,8 +29,8 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import __version__
+from .app import create_app
 from .core import audit, db
-from .core.app import create_app
 from .core.auth import create_local_user, hash_password
 from .core.keys import ENGINE, REGISTRY
 from .core.models import PluginState, User

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from medianest.core.app import create_app
+from medianest.app import create_app
 from medianest.core.settings import Settings, load_settings
 
 PG_ENV = "MEDIANEST_TEST_DATABASE_URL"

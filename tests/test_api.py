@@ -17,7 +17,7 @@ from referencing.jsonschema import DRAFT202012
 
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings
-from medianest.core.views import PluginOut
+from medianest.web.views import PluginOut
 
 DOC_URI = "urn:medianest:openapi"
 JSON = "application/json"

@@ -26,11 +26,13 @@ from conftest import ADMIN, PG_ENV, Client, MakeClient, _pg_admin, require, wait
 from request_world import FILM, FRIEND, PLEX_TOKEN, SERIES, patch_intervals, world
 from sqlalchemy import inspect, select, text
 
-from medianest.core import backup, db
+from medianest.core import db
 from medianest.core.crypto import SecretBox
-from medianest.core.models import ApiToken, Approval, MediaRequest, PluginState, RequestSeason, User
+from medianest.core.models import ApiToken, PluginState, User
 from medianest.core.plugins import secret_binding
 from medianest.core.settings import Settings, key_file, load_keyring, load_settings
+from medianest.ops import backup
+from medianest.requests.models import Approval, MediaRequest, RequestSeason
 
 OTHER_FILM = 693134  # Dune: Part Two (not in Plex)
 

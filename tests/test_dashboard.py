@@ -16,8 +16,9 @@ from aiohttp import web
 from conftest import ADMIN, Client, MakeClient, add_user, wait_for
 
 from medianest import Notice, PluginContext, Widget, current_user, hookimpl
-from medianest.core.keys import NOTIFIER, REGISTRY
+from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
+from medianest.requests.keys import NOTIFIER
 
 FRIEND = ("friend", "a friend's long password")
 TEMPLATES = Path(__file__).parent / "plugin_templates"

@@ -13,8 +13,8 @@ from medianest.core.crypto import SecretBox
 from medianest.core.keys import ENGINE, REGISTRY
 from medianest.core.models import PluginState
 from medianest.core.plugins import secret_paths
-from medianest.core.rotation import reencrypt
 from medianest.core.settings import load_keyring
+from medianest.ops.rotation import reencrypt
 
 
 class Instance(BaseModel):

@@ -18,10 +18,11 @@ from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from medianest.app import create_app
 from medianest.core import db
-from medianest.core.app import create_app
-from medianest.core.models import Base, MediaItem, MediaRequest, User
+from medianest.core.models import Base, User
 from medianest.core.settings import Settings
+from medianest.requests.models import MediaItem, MediaRequest
 
 TABLES = {
     "users",

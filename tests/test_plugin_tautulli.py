@@ -34,7 +34,7 @@ from medianest_plugins.tautulli import pollers
 from medianest_plugins.tautulli.settings import Settings as TautulliSettings
 from servers import Api
 
-from medianest.core.app import create_app
+from medianest.app import create_app
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakeTautulli

@@ -28,9 +28,10 @@ from medianest_plugins.webhook import sender
 from sqlalchemy import select
 
 from medianest import Notice
-from medianest.core.keys import ENGINE, NOTIFIER
+from medianest.core.keys import ENGINE
 from medianest.core.models import PluginState
 from medianest.core.settings import Settings
+from medianest.requests.keys import NOTIFIER
 from medianest.testing import FakeTMDB
 from medianest.testing.base import FakeServer
 

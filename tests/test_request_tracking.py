@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from medianest.core import db, requests
+from medianest.core import db
 from medianest.core.extensions import Availability, SeasonAvailability
 from medianest.core.settings import Settings
+from medianest.requests import workflow as requests
 
 
 def plex(seasons: dict[int, int], *, scanned: datetime) -> Availability:

@@ -12,8 +12,8 @@ from request_world import FILM, SERIES, second_browser, tuned, world
 from sqlalchemy import select
 
 from medianest.core.keys import ENGINE
-from medianest.core.models import Approval
 from medianest.core.settings import Settings
+from medianest.requests.models import Approval
 
 FILM_BODY = {"media_type": "movie", "tmdb_id": FILM}
 

@@ -17,9 +17,10 @@ from aiohttp import WSMsgType
 from conftest import MakeClient, wait_for
 from request_world import FILM, SERIES, SERIES_TVDB, World, world
 
-from medianest.core import fulfilment
-from medianest.core.keys import REGISTRY, REQUESTS
+from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
+from medianest.requests import desk as fulfilment
+from medianest.requests.keys import REQUESTS
 
 
 def quick(settings: Settings) -> Settings:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from conftest import ADMIN, MakeClient, add_user
 from plugins_for_tests import ProbePlugin
 
-from medianest.core.app import create_app
+from medianest.app import create_app
 from medianest.core.auth import SESSION_COOKIE
 from medianest.core.keys import HUB, REGISTRY, TOKENS
 from medianest.core.settings import Settings, load_settings

@@ -1,8 +1,10 @@
-"""The application factory.
+"""The kernel's application factory.
 
 Resources are opened in ``cleanup_ctx`` in dependency order (database, Redis and cache, bus,
-websockets, plugins) so that what failed to open is not closed, and everything opened is
-closed in reverse at shutdown.
+the components' early contexts, websockets, plugins, the components' late contexts) so that
+what failed to open is not closed, and everything opened is closed in reverse at shutdown.
+The kernel names none of MediaNest's domains: they arrive as :class:`Component` objects
+(``medianest.app`` lists them), the services as plugins.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -19,19 +22,17 @@ from typing import cast
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from .. import __version__
-from . import db, views
+from . import db
 from .api import add_routes
 from .auth import ApiTokens, SessionPolicy, Sessions
 from .bus import Bus, RedisBus
 from .cache import MemoryCache, RedisCache
 from .crypto import SecretBox
-from .dashboard import WidgetBoard
-from .fulfilment import REQUESTS_TOPIC, RequestDesk
+from .extensions import Route
 from .jobs import job_queue
 from .keys import (
-    BOARD,
     BOX,
     BUS,
     CACHE,
@@ -39,45 +40,67 @@ from .keys import (
     HUB,
     INSTALLATION_ID,
     LIMITS,
-    NOTIFIER,
+    PERMISSIONS_CHANGED,
     PROXIES,
     REDIS,
     REGISTRY,
-    REQUESTS,
+    ROUTES,
     SESSIONS,
     SETTINGS,
     TOKENS,
 )
 from .middleware import core_middleware, on_response_prepare
-from .notifications import ME_TOPIC, Notifier
 from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
 from .settings import Settings, load_keyring
 from .ws import ACCESS_CHANNEL, WebSocketHub
-from .ws import BUS_CHANNEL as WS_CHANNEL
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
-# Websocket topics of the core itself; plugins add theirs through register_ws_topics.
-CORE_TOPICS = frozenset({"plugins", ME_TOPIC, REQUESTS_TOPIC})
+# The kernel's own websocket topic; the components and plugins add theirs.
+KERNEL_TOPICS = frozenset({"plugins"})
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One of MediaNest's own domains (the web shell, accounts, requests, operations), as the
+    kernel sees it: what it adds to the application, and nothing the kernel has to name.
+
+    ``early`` contexts open once the database, cache and bus are, before the websocket hub and
+    the plugins; ``late`` ones once the plugins are active. Both close in reverse order.
+    ``setup`` runs while the application is built (to put the component's keys in it).
+    """
+
+    name: str
+    routes: Sequence[Route] = ()
+    topics: frozenset[str] = frozenset()
+    template_dirs: Sequence[Path] = ()
+    middlewares: Sequence[Middleware] = ()
+    setup: Callable[[web.Application], None] | None = None
+    early: Sequence[CleanupContext] = ()
+    late: Sequence[CleanupContext] = ()
 
 
 async def create_app(
-    settings: Settings, *, extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()
+    settings: Settings,
+    components: Sequence[Component] = (),
+    *,
+    extra_plugins: Iterable[tuple[str, ModuleType | object]] = (),
 ) -> web.Application:
-    """Build the MediaNest application for ``settings``.
+    """Build the kernel's application for ``settings``, with ``components`` added in order.
 
-    ``extra_plugins`` registers plugin objects that are not installed as packages (tests).
+    ``medianest.app.create_app`` is this with MediaNest's own components. ``extra_plugins``
+    registers plugin objects that are not installed as packages (tests).
     """
     app = web.Application(
-        middlewares=[core_middleware, views.page_context_middleware],
+        middlewares=[core_middleware, *(m for c in components for m in c.middlewares)],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
     app[PROXIES] = TrustedProxies(settings.trusted_proxies)
+    app[PERMISSIONS_CHANGED] = []
     app.on_response_prepare.append(on_response_prepare)
 
     registry = PluginRegistry()
@@ -85,14 +108,27 @@ async def create_app(
     await registry.collect()
     app[REGISTRY] = registry
 
-    _setup_templates(app, registry)
-    views.add_core_routes(app)
+    _setup_templates(app, registry, [d for c in components for d in c.template_dirs])
+    routes: list[Route] = [route for c in components for route in c.routes]
+    app[ROUTES] = routes
+    for component in components:
+        if component.setup is not None:
+            component.setup(app)
+    add_routes(app.router, routes)
     for record in registry.records.values():
         add_routes(app.router, record.routes, record.name, registry.is_active, registry.context)
-    app.router.add_static("/static", STATIC_DIR, name="static")
 
+    topics = KERNEL_TOPICS.union(*(c.topics for c in components))
     app.cleanup_ctx.extend(
-        [_database, _redis_and_cache, _accounts, _websockets, _plugins, _requests]
+        [
+            _database,
+            _redis_and_cache,
+            _accounts,
+            *(ctx for c in components for ctx in c.early),
+            _websockets(topics),
+            _plugins,
+            *(ctx for c in components for ctx in c.late),
+        ]
     )
     # Websockets are closed when shutdown begins: the server waits for open handlers before
     # the cleanup contexts run, and a socket left open would hold shutdown up until timeout.
@@ -100,16 +136,21 @@ async def create_app(
     return app
 
 
-def _setup_templates(app: web.Application, registry: PluginRegistry) -> None:
+def _setup_templates(
+    app: web.Application, registry: PluginRegistry, template_dirs: Sequence[Path]
+) -> None:
     plugin_dirs = {
         record.name: jinja2.FileSystemLoader([str(d) for d in record.template_dirs])
         for record in registry.records.values()
         if record.template_dirs
     }
     loader = jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader(str(TEMPLATES_DIR)), jinja2.PrefixLoader(plugin_dirs)]
+        [
+            jinja2.FileSystemLoader([str(d) for d in template_dirs]),
+            jinja2.PrefixLoader(plugin_dirs),
+        ]
     )
-    env = aiohttp_jinja2.setup(
+    aiohttp_jinja2.setup(
         app,
         loader=loader,
         autoescape=jinja2.select_autoescape(default=True),
@@ -117,7 +158,6 @@ def _setup_templates(app: web.Application, registry: PluginRegistry) -> None:
         # half what Jinja's async mode does.
         enable_async=False,
     )
-    env.globals["version"] = __version__
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -189,26 +229,22 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _websockets(app: web.Application) -> AsyncIterator[None]:
-    registry = app[REGISTRY]
+def _websockets(topics: frozenset[str]) -> CleanupContext:
+    async def websockets(app: web.Application) -> AsyncIterator[None]:
+        registry = app[REGISTRY]
 
-    def topic_allowed(topic: str) -> bool:
-        if topic in CORE_TOPICS:
-            return True
-        owner = registry.topic_owner(topic)
-        return owner is not None and registry.is_active(owner)
+        def topic_allowed(topic: str) -> bool:
+            if topic in topics:
+                return True
+            owner = registry.topic_owner(topic)
+            return owner is not None and registry.is_active(owner)
 
-    # The board hears a widget's announcement before the hub passes it on to the dashboards
-    # that will reload the tile, so that the view they ask for is already being computed.
-    board = WidgetBoard(registry, app[SETTINGS].widget_timeout)
-    app[BUS].subscribe(WS_CHANNEL, board.on_bus_message)
-    app[BOARD] = board
-    hub = WebSocketHub(app[BUS], app[SETTINGS].ws_queue_size, topic_allowed)
-    app[HUB] = hub
-    board.republish = lambda topic: hub.deliver_local(topic, "updated", {"ok": True})
-    yield
-    await hub.close()
-    await board.close()
+        hub = WebSocketHub(app[BUS], app[SETTINGS].ws_queue_size, topic_allowed)
+        app[HUB] = hub
+        yield
+        await hub.close()
+
+    return websockets
 
 
 async def _close_websockets(app: web.Application) -> None:
@@ -237,13 +273,3 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     yield
     await registry.close()
     await jobs.close()
-
-
-async def _requests(app: web.Application) -> AsyncIterator[None]:
-    notifier = Notifier(app[ENGINE], app[HUB], app[REGISTRY], app[CACHE])
-    desk = RequestDesk(app[ENGINE], app[SETTINGS], app[REGISTRY], app[HUB], notifier, app[CACHE])
-    app[NOTIFIER], app[REQUESTS] = notifier, desk
-    desk.start()
-    yield
-    await desk.close()
-    await notifier.close()

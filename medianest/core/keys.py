@@ -1,7 +1,12 @@
-"""Typed keys of everything the application and its requests hold; declared once, here."""
+"""Typed keys of what the kernel puts in the application and its requests; declared once, here.
+
+The domain packages declare their own keys beside their code (``medianest.requests.keys``,
+``medianest.web.keys``): the kernel knows none of them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -11,9 +16,7 @@ from .auth import ApiTokens, CurrentUser, Sessions
 from .bus import Bus
 from .cache import Cache
 from .crypto import SecretBox
-from .dashboard import WidgetBoard
-from .fulfilment import RequestDesk
-from .notifications import Notifier
+from .extensions import Route
 from .plugins import PluginRegistry
 from .security import RateLimits, TrustedProxies
 from .settings import Settings
@@ -29,15 +32,20 @@ REDIS: web.AppKey[Redis] = web.AppKey("redis")
 CACHE = web.AppKey("cache", Cache)
 BUS = web.AppKey("bus", Bus)
 HUB = web.AppKey("hub", WebSocketHub)
-BOARD = web.AppKey("board", WidgetBoard)
 REGISTRY = web.AppKey("registry", PluginRegistry)
 SESSIONS = web.AppKey("sessions", Sessions)
 TOKENS = web.AppKey("tokens", ApiTokens)
 LIMITS = web.AppKey("limits", RateLimits)
 PROXIES = web.AppKey("proxies", TrustedProxies)
 INSTALLATION_ID = web.AppKey("installation_id", str)
-NOTIFIER = web.AppKey("notifier", Notifier)
-REQUESTS = web.AppKey("requests", RequestDesk)
+# The routes of MediaNest's own domains (not the plugins'), in the order they were added; the
+# OpenAPI document describes them.
+ROUTES: web.AppKey[list[Route]] = web.AppKey("routes")
+# Told when a user's role or permissions change (the users admin, the first admin's set-up), so
+# that what was worked out from them (who is told of new requests, say) is worked out again.
+PERMISSIONS_CHANGED: web.AppKey[list[Callable[[], Awaitable[None]]]] = web.AppKey(
+    "permissions_changed"
+)
 
 # Per request: who is asking, from where, and over what.
 USER = web.RequestKey("user", CurrentUser)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from medianest.core.models import Base
+from medianest.requests import models as _request_models  # noqa: F401 (their tables)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medianest.core.app import create_app
+from medianest.app import create_app
 from medianest.core.auth import create_local_user
 from medianest.core.keys import ENGINE
 from medianest.core.settings import load_settings

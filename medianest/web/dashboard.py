@@ -37,10 +37,10 @@ from markupsafe import Markup
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
-from .auth import CurrentUser
-from .extensions import PluginContext, Widget, call_with, parameters, resolve
-from .http import Fetched
-from .plugins import PluginRecord, PluginRegistry
+from ..core.auth import CurrentUser
+from ..core.extensions import PluginContext, Widget, call_with, parameters, resolve
+from ..core.http import Fetched
+from ..core.plugins import PluginRecord, PluginRegistry
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The core's pages and JSON API: dashboard, widgets, the integrations admin, health, OpenAPI."""
+"""The web shell's pages and JSON API: every page's context, the dashboard and its widgets, the
+integrations admin, liveness, the websocket endpoint and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -13,17 +14,13 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, RootModel
 
 from .. import __version__
-from .account_views import ACCOUNT_ROUTES
-from .api import ApiModel, add_routes, openapi_document
-from .auth import Permission
-from .auth_views import AUTH_ROUTES
-from .dashboard import WidgetOut
-from .errors import ApiError
-from .extensions import HealthResult, NavItem, Route, Widget
-from .keys import BOARD, HUB, NOTIFIER, REGISTRY
-from .middleware import client_address, current_user, page_csrf_token
-from .ops_views import OPS_ROUTES
-from .plugins import (
+from ..core.api import ApiModel, openapi_document
+from ..core.auth import Permission
+from ..core.errors import ApiError
+from ..core.extensions import HealthResult, NavItem, Route, Widget
+from ..core.keys import HUB, REGISTRY, ROUTES
+from ..core.middleware import client_address, current_user, page_csrf_token
+from ..core.plugins import (
     PluginNotFound,
     PluginRecord,
     PluginRegistry,
@@ -32,7 +29,8 @@ from .plugins import (
     secret_paths,
     set_path,
 )
-from .request_views import REQUEST_ROUTES
+from .dashboard import WidgetOut
+from .keys import BOARD, NAV, PAGE_VARS
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +202,9 @@ async def page_context(request: web.Request) -> dict[str, Any]:
     }
     if user is None:
         return base | {"nav_items": []}
-    base["unread"] = await request.app[NOTIFIER].unread(user.id)
-    nav = [*CORE_NAV]
+    for contribute in request.app[PAGE_VARS]:
+        base.update(await contribute(request, user))
+    nav = [item for _, item in request.app[NAV]]
     extra: dict[str, Any] = {}
     for _, items in await registry.call_each("extra_nav_items", request=request):
         nav.extend(items)
@@ -232,15 +231,11 @@ async def page_context_middleware(request: web.Request, handler: Handler) -> web
     return await handler(request)
 
 
-CORE_NAV = [
-    NavItem("Dashboard", "/"),
-    NavItem("Search", "/search"),
-    NavItem("Requests", "/requests"),
-    NavItem("Integrations", "/admin/plugins", Permission.MANAGE_SETTINGS),
-    NavItem("Users", "/admin/users", Permission.MANAGE_USERS),
-    NavItem("Audit log", "/admin/audit", Permission.MANAGE_USERS),
-    NavItem("System", "/admin/system", Permission.MANAGE_SETTINGS),
-    NavItem("Account", "/account"),
+# The shell's own links; the other domains add theirs (see medianest.web.add_nav), each at its
+# place in the bar.
+SHELL_NAV = [
+    (0, NavItem("Dashboard", "/")),
+    (30, NavItem("Integrations", "/admin/plugins", Permission.MANAGE_SETTINGS)),
 ]
 
 
@@ -538,7 +533,7 @@ async def healthz(request: web.Request) -> Liveness:
 async def openapi(request: web.Request) -> web.StreamResponse:
     """The OpenAPI 3.1 description of the core's and the enabled plugins' API."""
     registry = _registry(request)
-    routes: list[tuple[str | None, Route]] = [(None, r) for r in CORE_ROUTES]
+    routes: list[tuple[str | None, Route]] = [(None, r) for r in request.app[ROUTES]]
     for record in registry.active_records():
         routes.extend((record.name, r) for r in record.routes)
     doc = openapi_document(routes, title="MediaNest", version=__version__)
@@ -562,7 +557,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 SETTINGS_ACCESS = Permission.MANAGE_SETTINGS.value
 
-CORE_ROUTES = [
+SHELL_ROUTES = [
     Route("GET", "/", dashboard_page, name="dashboard", include_in_schema=False),
     Route("GET", "/widgets/{name}/{widget}", widget_fragment, include_in_schema=False),
     Route(
@@ -622,12 +617,4 @@ CORE_ROUTES = [
         access=SETTINGS_ACCESS,
     ),
     Route("GET", "/api/v1/dashboard", dashboard_data, response=Dashboard),
-    *AUTH_ROUTES,
-    *ACCOUNT_ROUTES,
-    *REQUEST_ROUTES,
-    *OPS_ROUTES,
 ]
-
-
-def add_core_routes(app: web.Application) -> None:
-    add_routes(app.router, CORE_ROUTES)

@@ -40,10 +40,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import __version__
-from . import db
-from .crypto import SecretBox, generate_key
+from ..core import db
+from ..core.crypto import SecretBox, generate_key
+from ..core.settings import Settings, key_file, load_keyring
 from .rotation import SecretFieldsOf, keys_in_use
-from .settings import Settings, key_file, load_keyring
 
 FORMAT = "medianest-backup"
 FORMAT_VERSION = 1

@@ -19,13 +19,14 @@ from sqlalchemy import String, Table, func, insert, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .auth import Permission
-from .cache import Cache
-from .db import writing
-from .extensions import Notice
-from .models import Notification, User
-from .plugins import PluginRegistry
-from .ws import WebSocketHub
+from ..core.auth import Permission
+from ..core.cache import Cache
+from ..core.db import writing
+from ..core.extensions import Notice
+from ..core.models import User
+from ..core.plugins import PluginRegistry
+from ..core.ws import WebSocketHub
+from .models import Notification
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from pydantic import BaseModel
 from sqlalchemy import Table, func, select, text
 
 from .. import __version__
-from .auth import Permission
-from .db import schema_status
-from .errors import ApiError
-from .extensions import HealthResult, Route
-from .keys import CACHE, CLIENT_ADDRESS, ENGINE, HUB, REDIS, REGISTRY, SETTINGS
-from .metrics import (
+from ..core.auth import Permission
+from ..core.db import schema_status
+from ..core.errors import ApiError
+from ..core.extensions import HealthResult, Route
+from ..core.keys import CACHE, CLIENT_ADDRESS, ENGINE, HUB, REDIS, REGISTRY, SETTINGS
+from ..core.metrics import (
     ACTIVE_USERS,
     BUILD_INFO,
     DEPENDENCY_UP,
@@ -39,12 +39,13 @@ from .metrics import (
     REQUESTS_BY_STATUS,
     WEBSOCKETS,
 )
-from .metrics import (
+from ..core.metrics import (
     REGISTRY as METRICS,
 )
-from .models import MediaRequest, Session, YouTubeDownload
-from .requests import STATUSES
-from .settings import Settings
+from ..core.models import Session, YouTubeDownload
+from ..core.settings import Settings
+from ..requests.models import MediaRequest
+from ..requests.workflow import STATUSES
 
 HEALTH_TTL = 30.0
 HEALTH_TIMEOUT = 10.0

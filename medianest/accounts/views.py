@@ -19,15 +19,15 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import audit
-from .api import ApiModel, QueryModel, validation_details
-from .auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
-from .db import writing
-from .errors import ApiError
-from .extensions import Route
-from .keys import ENGINE, NOTIFIER, SESSIONS, TOKENS
-from .middleware import client_address, require_user
-from .models import AuditLog, User, UserIdentity
+from ..core import audit
+from ..core.api import ApiModel, QueryModel, validation_details
+from ..core.auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
+from ..core.db import writing
+from ..core.errors import ApiError
+from ..core.extensions import Route
+from ..core.keys import ENGINE, PERMISSIONS_CHANGED, SESSIONS, TOKENS
+from ..core.middleware import client_address, require_user
+from ..core.models import AuditLog, User, UserIdentity
 
 # Only an administrator may hand these out: with them a user could make themself anything.
 RESERVED_PERMISSIONS = frozenset({Permission.MANAGE_USERS, Permission.MANAGE_SETTINGS})
@@ -534,7 +534,8 @@ async def update_user(request: web.Request, target: UserOut, patch: UserPatch) -
         )
     await request.app[SESSIONS].forget_cached(user_id)
     await request.app[TOKENS].forget_cached(user_id)
-    await request.app[NOTIFIER].forget_managers()
+    for listener in request.app[PERMISSIONS_CHANGED]:
+        await listener()
     if changes.get("disabled"):
         await request.app[SESSIONS].revoke_user(user_id)
     await _audit(request, "user.update", target=target.username, details=changes)

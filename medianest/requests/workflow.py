@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .auth import CurrentUser, Permission
-from .db import writing
-from .errors import ApiError
-from .extensions import Availability, MediaDetails
+from ..core.auth import CurrentUser, Permission
+from ..core.db import writing
+from ..core.errors import ApiError
+from ..core.extensions import Availability, MediaDetails
+from ..core.models import User
+from ..core.settings import Settings
 from .models import (
     Approval,
     MediaAvailability,
@@ -31,12 +33,10 @@ from .models import (
     MediaRequest,
     RequestSeason,
     SeasonAvailability,
-    User,
 )
-from .settings import Settings
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from ..core.cache import Cache
 
 MediaType = Literal["movie", "tv"]
 Status = Literal[

@@ -18,15 +18,16 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from . import requests
-from .api import ApiModel, QueryModel, validation_details
-from .auth import CurrentUser, Permission
-from .errors import ApiError
-from .extensions import MediaDetails, Route, SearchResult
-from .fulfilment import RequestDesk
-from .keys import ENGINE, NOTIFIER, REQUESTS, SETTINGS
-from .middleware import require_user
-from .requests import Holding, RequestRecord
+from ..core.api import ApiModel, QueryModel, validation_details
+from ..core.auth import CurrentUser, Permission
+from ..core.errors import ApiError
+from ..core.extensions import MediaDetails, Route, SearchResult
+from ..core.keys import ENGINE, SETTINGS
+from ..core.middleware import require_user
+from . import workflow as requests
+from .desk import RequestDesk
+from .keys import NOTIFIER, REQUESTS
+from .workflow import Holding, RequestRecord
 
 MANAGE = Permission.MANAGE_REQUESTS.value
 PER_PAGE = 20

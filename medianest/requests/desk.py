@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import requests
-from .auth import CurrentUser, Permission
-from .errors import ApiError
-from .extensions import (
+from ..core.auth import CurrentUser, Permission
+from ..core.errors import ApiError
+from ..core.extensions import (
     Availability,
     FulfilmentResult,
     MediaDetails,
@@ -35,16 +34,17 @@ from .extensions import (
     Progress,
     RequestInfo,
 )
-from .memory import give_back
-from .metrics import REQUEST_DECISIONS
+from ..core.memory import give_back
+from ..core.metrics import REQUEST_DECISIONS
+from ..core.plugins import PluginRegistry
+from ..core.settings import Settings
+from ..core.ws import WebSocketHub
+from . import workflow as requests
 from .notifications import ME_TOPIC, Notifier
-from .plugins import PluginRegistry
-from .requests import Holding, RequestRecord
-from .settings import Settings
-from .ws import WebSocketHub
+from .workflow import Holding, RequestRecord
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from ..core.cache import Cache
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .auth import identity_binding
-from .crypto import PREFIX, DecryptionError, SecretBox, is_encrypted
-from .models import PluginState, UserIdentity
-from .plugins import encrypted_paths, get_path, secret_binding, set_path
+from ..core.auth import identity_binding
+from ..core.crypto import PREFIX, DecryptionError, SecretBox, is_encrypted
+from ..core.models import PluginState, UserIdentity
+from ..core.plugins import encrypted_paths, get_path, secret_binding, set_path
 
 # The secret fields of an installed plugin, or ``None`` for a plugin that is not installed
 # (then every encrypted value of its settings counts as a secret).

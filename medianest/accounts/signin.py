@@ -15,9 +15,9 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import Field
 
-from . import audit
-from .api import ApiModel
-from .auth import (
+from ..core import audit
+from ..core.api import ApiModel
+from ..core.auth import (
     CurrentUser,
     ExternalIdentity,
     Permission,
@@ -27,10 +27,18 @@ from .auth import (
     create_local_user,
     user_for_identity,
 )
-from .errors import ApiError
-from .extensions import Route
-from .keys import BOX, ENGINE, LIMITS, NOTIFIER, REGISTRY, SESSIONS, SETTINGS
-from .middleware import (
+from ..core.errors import ApiError
+from ..core.extensions import Route
+from ..core.keys import (
+    BOX,
+    ENGINE,
+    LIMITS,
+    PERMISSIONS_CHANGED,
+    REGISTRY,
+    SESSIONS,
+    SETTINGS,
+)
+from ..core.middleware import (
     client_address,
     current_user,
     page_csrf_token,
@@ -256,7 +264,8 @@ async def setup_form(request: web.Request) -> web.StreamResponse:
         return await setup_page(request, error="The two passwords differ.", status=422)
     engine = request.app[ENGINE]
     user_id = await create_local_user(engine, username, password, role="admin")
-    await request.app[NOTIFIER].forget_managers()
+    for listener in request.app[PERMISSIONS_CHANGED]:
+        await listener()
     await audit.record(
         engine,
         "user.create",
