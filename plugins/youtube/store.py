@@ -43,7 +43,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def as_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def as_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     data = dict(row)
     for key in ("heartbeat_at", "created_at", "started_at", "finished_at"):
         data[key] = _aware(data.get(key))
@@ -179,8 +179,9 @@ async def admit(
             f"Your downloads already take {_gib(stored)} of your {_gib(budget_kib)}; "
             "ask an administrator to make room.",
         )
-    row = {
-        "id": uuid.uuid4(),
+    download_id = uuid.uuid4()
+    row: dict[str, Any] = {
+        "id": download_id,
         "user_id": user_id,
         "url": link.url,
         "kind": link.kind,
@@ -202,7 +203,7 @@ async def admit(
         await conn.execute(insert(T).values(**row))
     await _written(plugin)
     await dispatch(plugin, user_id)
-    return await get(plugin, row["id"]) or row
+    return await get(plugin, download_id) or row
 
 
 async def storage_left_kib(plugin: PluginContext, user_id: uuid.UUID) -> int:
