@@ -1,13 +1,23 @@
-"""The plugin author docs cover every hook, and their examples are valid Python."""
+"""The plugin author docs cover every hook, their examples are valid Python, their testing
+section runs as written, and the example plugin's README commands work against a server."""
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+from conftest import require
+
 from medianest.core import hookspecs
+from medianest.testing import Portal
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 
@@ -49,3 +59,65 @@ def test_every_hook_has_a_section_with_signature_and_example() -> None:
 def test_no_section_documents_a_hook_that_does_not_exist() -> None:
     stale = set(_sections()) - set(_hooks())
     assert not stale, f"docs/plugins.md documents hooks that do not exist: {stale}"
+
+
+def _testing_section() -> str:
+    text = DOCS.read_text()
+    return text.split("## Testing a plugin", 1)[1].split("\n## ", 1)[0]
+
+
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"]
+
+
+def test_the_testing_section_runs_as_written(tmp_path: Path) -> None:
+    (block,) = re.findall(r"```python\n(.*?)```", _testing_section(), flags=re.DOTALL)
+    assert "medianest.core" not in block
+    (tmp_path / "test_from_the_docs.py").write_text(block)
+    done = subprocess.run(
+        [*PYTEST, "-W", "ignore::aiohttp.web_exceptions.NotAppKeyWarning", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MEDIANEST_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+EXAMPLE_README = DOCS.parent.parent / "examples" / "medianest-example" / "README.md"
+
+
+def _curl_commands() -> list[str]:
+    """The README's shell commands that talk to a running server, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", EXAMPLE_README.read_text(), flags=re.DOTALL):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.strip().startswith("curl "):
+                commands.append(command.strip())
+    return commands
+
+
+async def test_the_example_readme_commands_work_as_written(tmp_path: Path) -> None:
+    require(shutil.which("curl"), "curl is not installed")
+    commands = _curl_commands()
+    assert len(commands) == 3, commands
+    async with Portal(tmp_path) as portal:
+        token = await (await portal.admin()).api_token("readme")
+        answers = []
+        for command in commands:
+            command = command.replace("http://127.0.0.1:8080", portal.url)
+            done = await asyncio.create_subprocess_shell(
+                f"{command} --silent --show-error --fail-with-body",
+                env={"PATH": os.environ["PATH"], "TOKEN": token},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await done.communicate()
+            assert done.returncode == 0, f"{command}: {out.decode()} {err.decode()}"
+            answers.append(json.loads(out))
+    enabled, hello, ping = answers
+    assert enabled["status"] == "active"
+    assert hello == {"greeting": "Hello from the example plugin!"}
+    assert ping["message"] == "hi"
+    assert ping["count"] == 1

@@ -1,4 +1,5 @@
-"""Fake upstream servers that speak the real APIs, for MediaNest's tests and for plugin authors.
+"""Fake upstream servers that speak the real APIs, and a real portal to test a plugin in, for
+MediaNest's tests and for plugin authors.
 
 Each fake is an aiohttp app on a loopback port with the same paths, parameters, auth headers and
 response shapes as the real service, plus fault controls (latency, error statuses, malformed
@@ -9,6 +10,7 @@ from .arr import CatalogueMovie, CatalogueSeries, FakeArr, FakeRadarr, FakeSonar
 from .base import FakeServer, Faults
 from .plextv import FakePlexTV, PlexAccount, PlexServer
 from .pms import FakePlexMediaServer
+from .portal import Events, Portal, PortalClient, SettingsRefused
 from .tautulli import FakeTautulli, TautulliUser
 from .tmdb import FakeTMDB
 from .youtube import FakeYouTube
@@ -16,6 +18,7 @@ from .youtube import FakeYouTube
 __all__ = [
     "CatalogueMovie",
     "CatalogueSeries",
+    "Events",
     "FakeArr",
     "FakePlexMediaServer",
     "FakePlexTV",
@@ -28,5 +31,8 @@ __all__ = [
     "Faults",
     "PlexAccount",
     "PlexServer",
+    "Portal",
+    "PortalClient",
+    "SettingsRefused",
     "TautulliUser",
 ]

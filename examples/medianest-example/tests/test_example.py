@@ -1,64 +1,60 @@
-"""The example plugin inside a real MediaNest app: enable it, read the greeting, send a ping."""
+"""The example plugin inside a real MediaNest: enable it, read the greeting, send a ping.
+
+Only MediaNest's test kit (``medianest.testing``) is used: no part of MediaNest's internals.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from medianest.app import create_app
-from medianest.core.auth import create_local_user
-from medianest.core.keys import ENGINE
-from medianest.core.settings import load_settings
+from medianest.testing import Portal
 
 
-async def sign_in_as_admin(client: Any) -> dict[str, str]:
-    """Create a local administrator, sign in as them and return the headers that state
-    changes need (MediaNest refuses a cookie-authenticated POST without its CSRF token)."""
-    await create_local_user(client.app[ENGINE], "admin", "correct horse battery", role="admin")
-    login = {"username": "admin", "password": "correct horse battery"}
-    assert (await client.post("/api/v1/auth/login", json=login)).status == 200
-    me = await (await client.get("/api/v1/auth/me")).json()
-    return {"X-CSRF-Token": me["csrf_token"]}
+async def test_enabled_plugin_greets_and_pings(tmp_path: Path) -> None:
+    async with Portal(tmp_path) as portal:
+        # A visitor who has not signed in is sent to the sign-in page.
+        anonymous = await portal.anonymous()
+        answer = await anonymous.get("/example/hello", allow_redirects=False)
+        assert answer.status == 303
+        assert answer.headers["Location"] == "/login?next=/example/hello"
 
+        admin = await portal.admin()
+        # Installed plugins start disabled: their routes do not exist yet.
+        assert (await admin.get("/example/hello")).status == 404
 
-async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Path) -> None:
-    settings = load_settings(
-        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/medianest.db", redis_url=None
-    )
-    client = await aiohttp_client(await create_app(settings))
-    # A visitor who has not signed in is sent to the sign-in page.
-    anonymous = await client.get("/example/hello", allow_redirects=False)
-    assert anonymous.status == 303
-    assert anonymous.headers["Location"] == "/login?next=/example/hello"
-    csrf = await sign_in_as_admin(client)
+        await admin.configure("example", {"greeting": "Hi from the tests"})
+        hello = await admin.get("/example/hello")
+        assert await hello.json() == {"greeting": "Hi from the tests"}
 
-    # Installed plugins start disabled: their routes do not exist yet.
-    assert (await client.get("/example/hello")).status == 404
-
-    enabled = await client.post("/api/v1/plugins/example/enable", headers=csrf)
-    assert enabled.status == 200, await enabled.text()
-    assert (await enabled.json())["status"] == "active"
-
-    saved = await client.put(
-        "/api/v1/plugins/example/settings", json={"greeting": "Hi from the tests"}, headers=csrf
-    )
-    assert saved.status == 200, await saved.text()
-    hello = await client.get("/example/hello")
-    assert await hello.json() == {"greeting": "Hi from the tests"}
-
-    async with client.ws_connect("/ws") as ws:
-        await ws.send_json({"action": "subscribe", "topics": ["example.pings"]})
-        assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
-        pinged = await client.post("/example/ping", json={"message": "anyone there?"}, headers=csrf)
+        events = await admin.subscribe("example.pings")
+        pinged = await admin.post("/example/ping", json={"message": "anyone there?"})
         assert pinged.status == 200, await pinged.text()
-        event = await ws.receive_json(timeout=5)
-    assert event["topic"] == "example.pings"
-    assert event["data"]["message"] == "anyone there?"
-    assert event["data"]["count"] == 1
+        event = await events.next("example.pings", "ping")
+        assert event["data"]["message"] == "anyone there?"
+        assert event["data"]["count"] == 1
 
-    dashboard = await (await client.get("/")).text()
-    assert "Hi from the tests" in dashboard
-    assert "anyone there?" in dashboard
+        dashboard = await (await admin.get("/")).text()
+        assert "Hi from the tests" in dashboard
+        assert "anyone there?" in dashboard
 
-    refused = await client.post("/example/ping", json={"message": ""}, headers=csrf)
-    assert refused.status == 422
+        refused = await admin.post("/example/ping", json={"message": ""})
+        assert refused.status == 422
+
+
+async def test_a_greeting_too_long_is_refused_and_the_saved_one_kept(tmp_path: Path) -> None:
+    async with Portal(tmp_path) as portal:
+        admin = await portal.admin()
+        await admin.configure("example", {"greeting": "Hello"})
+        refused = await admin.refusal("example", {"greeting": "x" * 1000})
+        assert refused.status == 422
+        assert [d["field"] for d in refused.details] == ["greeting"]
+        assert (await admin.saved_settings("example"))["greeting"] == "Hello"
+
+
+async def test_a_user_reads_the_greeting_but_cannot_switch_the_plugin(tmp_path: Path) -> None:
+    async with Portal(tmp_path) as portal:
+        admin = await portal.admin()
+        await admin.configure("example", {"greeting": "Hello"})
+        friend = await portal.user("friend")
+        assert await (await friend.get("/example/hello")).json() == {"greeting": "Hello"}
+        assert (await friend.post("/api/v1/plugins/example/disable")).status == 403
