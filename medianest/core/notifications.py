@@ -19,6 +19,7 @@ from sqlalchemy import String, Table, func, insert, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import hookspecs
 from .auth import Permission
 from .cache import Cache
 from .db import writing
@@ -136,7 +137,7 @@ class Notifier:
 
     async def _hand_to_plugins(self, notice: Notice) -> None:
         try:
-            await self._registry.call_each("notify", notice=notice)
+            await self._registry.call_each(hookspecs.notify, notice=notice)
         except Exception:
             log.exception("handing %s to the notify hooks failed", notice.kind)
 
