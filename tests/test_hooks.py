@@ -9,10 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import MakeClient
+from conftest import MakeClient, wait_for
 from plugins_for_tests import WrongArgumentPlugin
 
-from medianest import MediaDetails, MediaNotFound, PluginContext, SearchResult, hookimpl
+from medianest import (
+    Event,
+    MediaDetails,
+    MediaNotFound,
+    PluginContext,
+    SearchResult,
+    hookimpl,
+)
 from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.plugins import PluginRegistry
@@ -85,6 +92,23 @@ class Caller:
     @hookimpl
     def lookup_media(self) -> MediaDetails:
         return film("caller")  # never asked by its own call_hook
+
+
+class Listener:
+    """Keeps the events it is told of (or raises ``fails`` at each)."""
+
+    def __init__(self, fails: Exception | None = None) -> None:
+        self.events: list[Event] = []
+        self.fails = fails
+
+    @hookimpl
+    async def handle_event(self, event: Event) -> None:
+        if self.fails is not None:
+            raise self.fails
+        self.events.append(event)
+
+    def heard(self, name: str) -> list[dict[str, Any]]:
+        return [dict(e.data) for e in self.events if e.name == name]
 
 
 class Wrapper:
@@ -267,3 +291,50 @@ async def test_a_raising_plugin_is_skipped_logged_once_and_shown_until_it_recove
     answers = await registry.call_each(hookspecs.search_media, query="matrix")
     assert [name for name, _ in answers] == ["flaky", "good"]
     assert (await listed(client))["flaky"]["hook_errors"] == {}
+
+
+async def test_handle_event_tells_plugins_of_toggles_and_requests(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    listener, deaf, late = Listener(), Listener(fails=RuntimeError("no ears")), Listener()
+    plugins = [
+        ("listener", listener),
+        ("deaf", deaf),
+        ("late", late),
+        ("catalogue", Catalogue(film("catalogue"))),
+        ("search", Search("search")),
+    ]
+    client = await make_client(sqlite_settings, plugins)
+    await enable(client, "deaf", "listener", "catalogue", "search")
+    toggled = [{"name": "listener"}, {"name": "catalogue"}, {"name": "search"}]
+    await wait_for(lambda: _true(listener.heard("plugin.enabled") == toggled))
+    assert (await client.post("/api/v1/plugins/search/disable")).status == 200
+    await wait_for(lambda: _true(listener.heard("plugin.disabled") == [{"name": "search"}]))
+    await enable(client, "catalogue")  # enabled already: nothing happened, nothing is told
+
+    resp = await client.post("/api/v1/requests", json={"media_type": "movie", "tmdb_id": 603})
+    assert resp.status == 201, await resp.text()
+    made = (await resp.json())["request"]
+    await wait_for(lambda: _true(bool(listener.heard("request.created"))))
+    [created] = listener.heard("request.created")
+    assert created["id"] == made["id"] and created["title"] == "The Matrix"
+    assert created["requested_by"] == "admin"
+    assert (await client.delete(f"/api/v1/requests/{made['id']}")).status == 200
+    await wait_for(lambda: _true(bool(listener.heard("request.deleted"))))
+    assert listener.heard("plugin.enabled") == toggled
+    assert all(e.at.tzinfo is not None for e in listener.events)
+
+    # The plugin that raises is shown failing; the others were told all the same.
+    assert (await listed(client))["deaf"]["hook_errors"] == {
+        "handle_event": "RuntimeError: no ears"
+    }
+    # A disabled plugin is told nothing more.
+    assert (await client.post("/api/v1/plugins/listener/disable")).status == 200
+    told = len(listener.events)
+    await enable(client, "late", "search")
+    await wait_for(lambda: _true({"name": "search"} in late.heard("plugin.enabled")))
+    assert len(listener.events) == told
+
+
+async def _true(value: bool) -> bool:
+    return value

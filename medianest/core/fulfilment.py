@@ -479,6 +479,7 @@ class RequestDesk:
         data = summary(record)
         await self.hub.publish(ME_TOPIC, f"request-{event}", data, user_id=str(record.user_id))
         await self.hub.publish(REQUESTS_TOPIC, event, data, permission=MANAGE)
+        self.registry.emit(f"request.{event}", data)
 
     async def _tell(
         self, record: RequestRecord, kind: NoticeKind, message: str, *, managers: bool = False

@@ -256,8 +256,13 @@ def notify(plugin: PluginContext, notice: Notice) -> None:
 def handle_event(plugin: PluginContext, event: Event) -> None:
     """Be told of something that happened in MediaNest (to notify people, for example).
 
+    Events are ``plugin.enabled`` and ``plugin.disabled`` (an admin's toggle), and
+    ``request.created``, ``request.updated``, ``request.progress`` and ``request.deleted`` (with
+    the request as live events describe it). They are told in the background, in order, once
+    per event (see ``PluginRegistry.emit``).
+
     :param plugin: the plugin's context.
-    :param event: the event, e.g. ``plugin.enabled``.
+    :param event: the event: its name, its data and when it happened.
     """
 
 

@@ -8,6 +8,8 @@ then applies it to itself (an unload/setup cycle, never a restart).
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import importlib.metadata
 import logging
@@ -32,6 +34,7 @@ from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
 from .db import writing
 from .extensions import (
+    Event,
     HealthResult,
     MediaNotFound,
     PluginContext,
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "medianest.plugins"
 BUS_CHANNEL = "plugins"
+# How long shutdown waits for the plugins to be told of the last events.
+EVENTS_GRACE_SECONDS = 5.0
 
 Status = Literal["active", "inactive", "failed", "import error"]
 
@@ -132,6 +137,9 @@ class PluginRegistry:
         # pollers, only jobs.
         self.jobs: JobQueue | None = None
         self.run_pollers = True
+        # Events waiting for the plugins' handle_event (see emit), and the task telling them.
+        self._events: collections.deque[Event] = collections.deque()
+        self._telling: asyncio.Task[None] | None = None
 
     def bind(
         self,
@@ -383,17 +391,21 @@ class PluginRegistry:
         was_active = record.active
         record.status, record.error = "inactive", None
         await self._pollers.stop(record.name)
-        impl = self._impl(record, "deactivate") if was_active else None
-        if impl is not None:
-            await self._call_impl(record, impl, "deactivate", {"plugin": self.context(record.name)})
         if was_active:
+            impl = self._impl(record, "deactivate")
+            if impl is not None:
+                context = self.context(record.name)
+                await self._call_impl(record, impl, "deactivate", {"plugin": context})
             log.info("plugin %s inactive", record.name)
         ctx = self._contexts.pop(record.name, None)
         if ctx is not None:
             await ctx.close_clients()
 
     async def close(self) -> None:
-        """Deactivate every plugin (at shutdown)."""
+        """Tell the plugins of the last events, then deactivate every one (at shutdown)."""
+        if self._telling is not None:
+            await asyncio.wait([self._telling], timeout=EVENTS_GRACE_SECONDS)
+            self._telling.cancel()
         for record in self.records.values():
             if record.active:
                 await self._deactivate(record)
@@ -409,9 +421,12 @@ class PluginRegistry:
     ) -> PluginRecord:
         """Enable or disable a plugin everywhere, persistently."""
         record = self.get(name)
+        was_enabled = record.enabled
         await self._save(name, {"enabled": enabled})
         await self._audit(actor, "plugin.enable" if enabled else "plugin.disable", name, address)
         await self._announce(name)
+        if enabled != was_enabled:
+            self.emit("plugin.enabled" if enabled else "plugin.disabled", {"name": name})
         return record
 
     async def save_settings(
@@ -602,6 +617,30 @@ class PluginRegistry:
             "error": record.error,
             "hook_errors": dict(record.hook_errors),
         }
+
+    # --- events ------------------------------------------------------------------------
+
+    def emit(self, name: str, data: Mapping[str, Any]) -> None:
+        """Tell every active plugin's ``handle_event`` that ``name`` happened, in the background.
+
+        Events are told one after the other, in the order they happened: a slow plugin holds up
+        the events after it, never the action that caused them. Each event is told once, by the
+        process where it happened (its plugins are the installation's enabled ones).
+        """
+        listening = self.pm.hook.handle_event.get_hookimpls()
+        if not any(self.is_active(impl.plugin_name) for impl in listening):
+            return
+        self._events.append(Event(name, dict(data)))
+        if self._telling is None or self._telling.done():
+            self._telling = asyncio.create_task(self._tell_events(), name="plugin events")
+
+    async def _tell_events(self) -> None:
+        while self._events:
+            event = self._events.popleft()
+            try:
+                await self.call_each(hookspecs.handle_event, event=event)
+            except Exception:
+                log.exception("telling the plugins of %s failed", event.name)
 
     # --- calling hooks -----------------------------------------------------------------
     #
