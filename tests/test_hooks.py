@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp_jinja2
 import pytest
+from aiohttp import web
 from conftest import MakeClient, wait_for
-from plugins_for_tests import WrongArgumentPlugin
+from plugins_for_tests import TEMPLATES, WrongArgumentPlugin
 
 from medianest import (
     Event,
     MediaDetails,
     MediaNotFound,
     PluginContext,
+    Route,
     SearchResult,
     hookimpl,
 )
@@ -109,6 +113,34 @@ class Listener:
 
     def heard(self, name: str) -> list[dict[str, Any]]:
         return [dict(e.data) for e in self.events if e.name == name]
+
+
+class Pages:
+    """Serves a page of its own, rendered with the template context every page has."""
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        return [Route("GET", "/pages/greeting", self.page, include_in_schema=False)]
+
+    @hookimpl
+    def register_template_dirs(self) -> list[Path]:
+        return [TEMPLATES]
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        return aiohttp_jinja2.render_template("pages/greeting.html", request, {})
+
+
+class Greeter:
+    """Adds ``greeting`` to every page's template variables (or raises ``fails``)."""
+
+    def __init__(self, fails: Exception | None = None) -> None:
+        self.fails = fails
+
+    @hookimpl
+    def extra_template_vars(self, request: web.Request, plugin: PluginContext) -> dict[str, Any]:
+        if self.fails is not None:
+            raise self.fails
+        return {"greeting": f"{plugin.name} greets {request.path}", "csrf_token": "forged"}
 
 
 class Wrapper:
@@ -338,3 +370,30 @@ async def test_handle_event_tells_plugins_of_toggles_and_requests(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_extra_template_vars_reach_the_pages_rendered(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    plugins = [
+        ("pages", Pages()),
+        ("greeter", Greeter()),
+        ("rude", Greeter(fails=LookupError("no words"))),
+    ]
+    client = await make_client(sqlite_settings, plugins)
+    await enable(client, "pages", "greeter", "rude")
+
+    resp = await client.get("/pages/greeting")
+    assert resp.status == 200
+    page = await resp.text()
+    assert '<p class="greeting">greeter greets /pages/greeting</p>' in page
+    # A plugin adds variables; it does not replace MediaNest's own.
+    assert "forged" not in page
+    assert (await listed(client))["rude"]["hook_errors"] == {
+        "extra_template_vars": "LookupError: no words"
+    }
+    assert (await client.get("/")).status == 200
+
+    assert (await client.post("/api/v1/plugins/greeter/disable")).status == 200
+    page = await (await client.get("/pages/greeting")).text()
+    assert '<p class="greeting">no greeting</p>' in page
