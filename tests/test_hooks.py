@@ -397,3 +397,18 @@ async def test_extra_template_vars_reach_the_pages_rendered(
     assert (await client.post("/api/v1/plugins/greeter/disable")).status == 200
     page = await (await client.get("/pages/greeting")).text()
     assert '<p class="greeting">no greeting</p>' in page
+
+
+def test_deprecated_names_still_import_with_a_warning_that_says_what_replaces_them() -> None:
+    import medianest
+    from medianest.core.http import tls_context as core_tls_context
+    from medianest.core.probe import probe as core_probe
+
+    with pytest.warns(DeprecationWarning, match=r"medianest.probe .*plugin.service_client"):
+        from medianest import probe
+    assert probe is core_probe
+    with pytest.warns(DeprecationWarning, match=r"medianest.tls_context .*no ssl argument"):
+        assert medianest.tls_context is core_tls_context
+    assert "probe" not in medianest.__all__ and "tls_context" not in medianest.__all__
+    with pytest.raises(AttributeError, match="has no attribute 'probe_all'"):
+        medianest.probe_all  # noqa: B018
