@@ -6,6 +6,10 @@ This module is the public API for plugins: import what you need from here, never
 
 from __future__ import annotations
 
+import importlib
+import warnings
+from typing import Any
+
 __version__ = "0.1.0"
 
 from .accounts.signin import limit_sign_in, sign_in, sign_in_problem
@@ -42,12 +46,10 @@ from .core.http import (
     ServiceClient,
     ServiceError,
     Unauthorised,
-    tls_context,
 )
 from .core.jobs import JobRun, JobType
 from .core.middleware import current_user, site_url
 from .core.models import YouTubeDownload
-from .core.probe import probe
 
 __all__ = [
     "ApiError",
@@ -86,11 +88,36 @@ __all__ = [
     "current_user",
     "hookimpl",
     "limit_sign_in",
-    "probe",
     "sign_in",
     "sign_in_problem",
     "site_url",
-    "tls_context",
     "user_quota",
     "writing",
 ]
+
+# Names that left the public API, importable for one more release (0.2 drops them) with a
+# DeprecationWarning that says what replaces them: (module, replacement).
+_DEPRECATED = {
+    "probe": (
+        ".core.probe",
+        "check a service with plugin.service_client(...) in check_health, or"
+        " plugin.trial_client(...) in check_connection, and return a HealthResult",
+    ),
+    "tls_context": (
+        ".core.http",
+        "give aiohttp.ClientSession no ssl argument: its default context trusts the same"
+        " certificate authorities (the system's, or those SSL_CERT_FILE/SSL_CERT_DIR name)",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, replacement = _DEPRECATED[name]
+    warnings.warn(
+        f"medianest.{name} is deprecated and goes in MediaNest 0.2: {replacement}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module, __name__), name)

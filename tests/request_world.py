@@ -88,11 +88,12 @@ async def second_browser(client: Client, username: str, password: str, **user: A
 
 
 async def _scanned(client: Client) -> bool:
+    from medianest.core import hookspecs
     from medianest.core.keys import REGISTRY
 
     registry = client.app[REGISTRY]
     answer = await registry.call_plugin(
-        "plex", "check_availability", ids={"tmdb": "603"}, media_type="movie"
+        "plex", hookspecs.check_availability, ids={"tmdb": "603"}, media_type="movie"
     )
     return answer is not None
 

@@ -52,6 +52,8 @@ def test_every_hook_has_a_section_with_signature_and_example() -> None:
         assert blocks[0].strip().startswith(f"{hook}("), f"{hook}: first block is the signature"
         for param in spec.parameters:
             assert param in blocks[0], f"{hook}: signature in the docs lacks {param!r}"
+        documented = re.findall(r"(\w+):", blocks[0].split("->")[0])
+        assert documented == list(spec.parameters), f"{hook}: the docs' arguments, in order"
         for block in blocks:
             ast.parse(block if "->" not in block.splitlines()[0] else "pass")
 
@@ -59,6 +61,14 @@ def test_every_hook_has_a_section_with_signature_and_example() -> None:
 def test_no_section_documents_a_hook_that_does_not_exist() -> None:
     stale = set(_sections()) - set(_hooks())
     assert not stale, f"docs/plugins.md documents hooks that do not exist: {stale}"
+
+
+def test_first_result_hooks_are_documented_as_such_and_no_others() -> None:
+    sections = _sections()
+    for hook in _hooks():
+        declared = getattr(getattr(hookspecs, hook), f"{hookspecs.PROJECT}_spec")["firstresult"]
+        documented = "first-result hook" in sections[hook]
+        assert documented == declared, f"{hook}: firstresult={declared} in its spec"
 
 
 def _testing_section() -> str:

@@ -40,6 +40,7 @@ from medianest_plugins.arr import pollers
 from test_fake_arr import SONARR_4, Contract
 
 from medianest import FulfilmentResult, Progress, RequestInfo
+from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakeArr, FakeRadarr, FakeSonarr
@@ -228,7 +229,7 @@ def request(
 
 
 async def fulfil(client: TestClient, info: RequestInfo) -> FulfilmentResult:
-    answered = await client.app[REGISTRY].call_first("fulfil_request", request=info)
+    answered = await client.app[REGISTRY].call_first(hookspecs.fulfil_request, request=info)
     assert answered is not None
     name, result = answered
     assert name == PLUGIN
@@ -944,7 +945,7 @@ async def test_fulfilment_that_cannot_be_done_says_why_and_never_raises(
     assert radarr.added_movies == []
     # What no instance serves is left to other plugins.
     registry = client.app[REGISTRY]
-    assert await registry.call_first("fulfil_request", request=BREAKING_BAD) is None
+    assert await registry.call_first(hookspecs.fulfil_request, request=BREAKING_BAD) is None
 
 
 async def test_fulfilments_read_profiles_and_folders_once_and_find_a_new_folder_at_once(
@@ -985,7 +986,7 @@ async def test_request_progress_maps_queue_items_back_to_the_request(
 
     now = datetime.now(UTC)
     [(name, found)] = await registry.call_each(
-        "request_progress", ids={"tmdb": "603"}, media_type="movie"
+        hookspecs.request_progress, ids={"tmdb": "603"}, media_type="movie"
     )
     assert name == PLUGIN
     [progress] = found
@@ -1001,7 +1002,7 @@ async def test_request_progress_maps_queue_items_back_to_the_request(
     assert now + timedelta(minutes=19) < progress.eta < now + timedelta(minutes=22)
 
     [(_, episodes)] = await registry.call_each(
-        "request_progress", ids={"tvdb": "81189"}, media_type="tv"
+        hookspecs.request_progress, ids={"tvdb": "81189"}, media_type="tv"
     )
     assert sorted((p.title, p.percent, p.state) for p in episodes) == [
         ("Breaking Bad S01E01 · Pilot", 50.0, "downloading"),
@@ -1009,7 +1010,9 @@ async def test_request_progress_maps_queue_items_back_to_the_request(
     ]
     # Not queued anywhere: no answer.
     assert (
-        await registry.call_each("request_progress", ids={"tmdb": "157336"}, media_type="movie")
+        await registry.call_each(
+            hookspecs.request_progress, ids={"tmdb": "157336"}, media_type="movie"
+        )
         == []
     )
 
@@ -1264,7 +1267,9 @@ async def test_the_plugin_calls_only_what_the_published_specs_describe(
         ):
             assert (await fulfil(client, info)).ok
         registry = client.app[REGISTRY]
-        await registry.call_each("request_progress", ids={"tmdb": "693134"}, media_type="movie")
+        await registry.call_each(
+            hookspecs.request_progress, ids={"tmdb": "693134"}, media_type="movie"
+        )
         resp = await client.post(
             "/arr/webhook/radarr/0", json=grab(radarr, 603), params={"secret": SECRET}
         )

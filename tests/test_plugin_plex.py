@@ -45,6 +45,7 @@ from medianest_plugins.plex import pollers
 from pydantic import BaseModel
 
 from medianest import ApiModel, Availability, PluginContext, Route, SeasonAvailability, hookimpl
+from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakePlexMediaServer, FakePlexTV, PlexAccount
@@ -143,7 +144,9 @@ async def _polled(pms: FakePlexMediaServer) -> bool:
 async def availability(client: TestClient, media_type: str, **ids: str) -> Availability | None:
     """What the core hears when it asks ``check_availability``."""
     answers = dict(
-        await client.app[REGISTRY].call_each("check_availability", ids=ids, media_type=media_type)
+        await client.app[REGISTRY].call_each(
+            hookspecs.check_availability, ids=ids, media_type=media_type
+        )
     )
     answer = answers.get(PLUGIN)
     assert answer is None or isinstance(answer, Availability)
@@ -440,7 +443,7 @@ async def test_only_the_watched_libraries_are_shown(
     # Series are not looked at: the index knows no series, and search finds none.
     answer = await availability(client, "tv", tvdb="81189")
     assert answer is not None and answer.available is False
-    results = dict(await client.app[REGISTRY].call_each("search_media", query="breaking"))
+    results = dict(await client.app[REGISTRY].call_each(hookspecs.search_media, query="breaking"))
     assert results[PLUGIN] == []
 
 
@@ -498,8 +501,8 @@ async def test_widgets_before_plex_is_set_up(
     assert (await health(client))["status"] == "unconfigured"
     registry = client.app[REGISTRY]
     assert await availability(client, "movie", tmdb="603") is None
-    assert dict(await registry.call_each("search_media", query="matrix"))[PLUGIN] == []
-    assert PLUGIN not in dict(await registry.call_each("refresh_library", path=None))
+    assert dict(await registry.call_each(hookspecs.search_media, query="matrix"))[PLUGIN] == []
+    assert PLUGIN not in dict(await registry.call_each(hookspecs.refresh_library, path=None))
 
 
 async def test_widgets_when_plex_is_down_from_the_start(
@@ -793,7 +796,7 @@ async def test_search_finds_what_is_in_plex_with_its_ids(
     client = await portal(make_client, sqlite_settings, pms)
     registry = client.app[REGISTRY]
 
-    [matrix] = dict(await registry.call_each("search_media", query="matrix"))[PLUGIN]
+    [matrix] = dict(await registry.call_each(hookspecs.search_media, query="matrix"))[PLUGIN]
     assert (matrix.source, matrix.media_type, matrix.title, matrix.year) == (
         "plex",
         "movie",
@@ -806,12 +809,12 @@ async def test_search_finds_what_is_in_plex_with_its_ids(
     assert matrix.poster_url == f"/plex/posters/{film.rating_key}"
     assert (await client.get(matrix.poster_url)).status == 200
 
-    [series] = dict(await registry.call_each("search_media", query="breaking"))[PLUGIN]
+    [series] = dict(await registry.call_each(hookspecs.search_media, query="breaking"))[PLUGIN]
     assert (series.media_type, series.title) == ("tv", "Breaking Bad")
     assert series.ids["tvdb"] == "81189" and series.ids["tmdb"] == "1396"
     # Music is not media MediaNest searches for; nothing found is an empty answer.
-    assert dict(await registry.call_each("search_media", query="discovery"))[PLUGIN] == []
-    assert dict(await registry.call_each("search_media", query="  "))[PLUGIN] == []
+    assert dict(await registry.call_each(hookspecs.search_media, query="discovery"))[PLUGIN] == []
+    assert dict(await registry.call_each(hookspecs.search_media, query="  "))[PLUGIN] == []
 
 
 @pytest.mark.usefixtures("fast_polls")
@@ -994,7 +997,7 @@ async def test_the_plugin_calls_only_what_the_fake_serves_and_the_spec_describes
             await fragment(client, widget)
         assert (await client.get("/plex/posters/101")).status == 200
         assert (await client.get(f"/api/v1/plugins/{PLUGIN}/health")).status == 200
-        await client.app[REGISTRY].call_each("search_media", query="the")
+        await client.app[REGISTRY].call_each(hookspecs.search_media, query="the")
         for path in ("/data/tv/The Office (2005)", None):
             resp = await client.post("/importer/imported", json={"path": path})
             assert resp.status == 200

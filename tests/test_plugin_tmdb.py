@@ -26,6 +26,7 @@ from conftest import ADMIN, CHROMIUM_ARGS, add_user, require, wait_for
 from medianest_plugins.tmdb import pollers
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import load_settings
 from medianest.testing import FakeTMDB
@@ -203,7 +204,7 @@ async def test_search_finds_films_and_series_but_never_people(sqlite_settings, m
     client = await _portal(make_client, sqlite_settings, tmdb)
     registry = client.app[REGISTRY]
 
-    answers = dict(await registry.call_each("search_media", query="breaking"))
+    answers = dict(await registry.call_each(hookspecs.search_media, query="breaking"))
     results = answers["tmdb"]
     assert [(r.media_type, r.title, r.year) for r in results] == [
         ("tv", "Breaking Bad", 2008),
@@ -215,7 +216,7 @@ async def test_search_finds_films_and_series_but_never_people(sqlite_settings, m
     assert bad.poster_url == POSTERS + "w342/ztkUQFLlC19CCMYHW9o1zWhJRNq.jpg"
 
     # TMDB finds Keanu Reeves, a person: MediaNest shows nothing.
-    assert dict(await registry.call_each("search_media", query="keanu"))["tmdb"] == []
+    assert dict(await registry.call_each(hookspecs.search_media, query="keanu"))["tmdb"] == []
     assert tmdb.calls["GET /3/search/multi"] == 2
 
     resp = await client.get("/api/v1/tmdb/search", params={"query": "matrix"})
@@ -228,7 +229,9 @@ async def test_search_finds_films_and_series_but_never_people(sqlite_settings, m
     assert (await client.get("/api/v1/tmdb/search", params={"query": ""})).status == 422
 
     # A search asked again within minutes is answered from the cache.
-    assert dict(await registry.call_each("search_media", query="breaking"))["tmdb"] == results
+    assert (
+        dict(await registry.call_each(hookspecs.search_media, query="breaking"))["tmdb"] == results
+    )
     assert tmdb.calls["GET /3/search/multi"] == 3
 
 
@@ -400,7 +403,7 @@ async def test_enabled_without_a_key_it_says_so_everywhere(sqlite_settings, make
     health = await (await client.get("/api/v1/plugins/tmdb/health")).json()
     assert health["checks"][0]["status"] == "unconfigured"
     registry = client.app[REGISTRY]
-    assert dict(await registry.call_each("search_media", query="matrix"))["tmdb"] == []
+    assert dict(await registry.call_each(hookspecs.search_media, query="matrix"))["tmdb"] == []
 
 
 async def test_widget_and_page_with_tmdb_down(tmp_path, make_client, interval):
@@ -607,7 +610,7 @@ async def test_the_plugin_only_makes_calls_tmdb_documents(sqlite_settings, make_
     spec = _spec()
     client = await _portal(make_client, sqlite_settings, tmdb)
     await _first_poll(tmdb)
-    await client.app[REGISTRY].call_each("search_media", query="the")
+    await client.app[REGISTRY].call_each(hookspecs.search_media, query="the")
     for path in ("/api/v1/tmdb/movie/603", "/api/v1/tmdb/tv/1396", "/discover"):
         assert (await client.get(path)).status == 200
     await client.get("/api/v1/tmdb/search", params={"query": "dune", "page": "2"})

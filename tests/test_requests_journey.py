@@ -17,6 +17,7 @@ from aiohttp import WSMsgType
 from conftest import MakeClient, wait_for
 from request_world import FILM, SERIES, SERIES_TVDB, World, world
 
+from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
 from medianest.requests import desk as fulfilment
@@ -269,7 +270,7 @@ async def test_a_round_over_more_films_than_a_batch_follows_every_request(
 async def _plex_has(w: World, tmdb_ids: list[int]) -> bool:
     for tmdb_id in tmdb_ids:
         answer = await w.app[REGISTRY].call_plugin(
-            "plex", "check_availability", ids={"tmdb": str(tmdb_id)}, media_type="movie"
+            "plex", hookspecs.check_availability, ids={"tmdb": str(tmdb_id)}, media_type="movie"
         )
         if answer is None or not answer.available:
             return False

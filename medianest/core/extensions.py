@@ -36,8 +36,9 @@ async def resolve(value: Any) -> Any:
 def call_with(func: Callable[..., Any], **available: Any) -> Any:
     """Call ``func`` with just the keyword arguments it declares, out of ``available``.
 
-    This is how plugin callbacks (and hook implementations) may take fewer arguments than
-    MediaNest offers, so new arguments never break existing plugins.
+    This is how plugin callbacks (route handlers, widget loaders, pollers) may take fewer
+    arguments than MediaNest offers, so new arguments never break existing plugins. Hook
+    implementations get the same from pluggy, which reads what each one takes at registration.
     """
     names = parameters(func)
     if names is None:
@@ -107,7 +108,8 @@ class PluginContext:
 
     async def call_hook(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call ``hook`` (``refresh_library``, say) on every other enabled plugin, each on its
-        own; returns ``(plugin name, answer)`` for each that answered something."""
+        own; returns ``(plugin name, answer)`` for each that answered something (a first-result
+        hook: the first answer only). ``kwargs`` must be the hook's arguments: TypeError if not."""
         if self._hook_caller is None:
             return []
         return await self._hook_caller(hook, kwargs)

@@ -3,11 +3,18 @@
 Names come in families: ``register_*`` for things a plugin adds once at start-up,
 ``extra_*`` for slots it fills on each page, and verbs for what it is asked to do.
 Implementations may be ``async def``, may return a value or an awaitable, and may take fewer
-arguments than the spec lists. Each hook is documented in ``docs/plugins.md``.
+arguments than the spec lists, in any order. Each hook is documented in ``docs/plugins.md``.
+
+What a spec declares is what a call does (see ``PluginRegistry.call_each``): a
+``firstresult`` hook stops at the first plugin that answers, the others ask every plugin, and
+a call must pass exactly the arguments declared here. ``plugin`` comes first in each runtime
+hook's spec because MediaNest passes it (each plugin its own context) and the caller passes
+the rest, by name; that is how a call is type-checked against its spec.
 
 MediaNest calls each plugin's implementation on its own, so that a plugin that raises is
 logged once, shown on the admin page and skipped while the others carry on, and so that
-disabled plugins are left out.
+disabled plugins are left out. Hook wrappers are refused at registration: there is no one
+call of every implementation for them to wrap.
 """
 
 from __future__ import annotations
@@ -132,94 +139,94 @@ def check_health(plugin: PluginContext) -> HealthResult | list[HealthResult]:
 
 
 @hookspec
-def check_connection(settings: Any, plugin: PluginContext) -> HealthResult | list[HealthResult]:
+def check_connection(plugin: PluginContext, settings: Any) -> HealthResult | list[HealthResult]:
     """Try proposed settings for real (reach the service, check the key) before they are saved.
 
     Any result whose status is "down" or "degraded" refuses the save, with its message shown to
     the admin. Results should carry the service's version when it is known.
 
-    :param settings: the proposed settings, an instance of the plugin's settings model.
     :param plugin: the plugin's context (with the settings currently in force).
+    :param settings: the proposed settings, an instance of the plugin's settings model.
     """
 
 
 @hookspec
-def search_media(query: str, plugin: PluginContext) -> list[SearchResult]:
+def search_media(plugin: PluginContext, query: str) -> list[SearchResult]:
     """Return media matching ``query``; results of every enabled plugin are merged.
 
-    :param query: what the user typed.
     :param plugin: the plugin's context.
+    :param query: what the user typed.
     """
 
 
 @hookspec(firstresult=True)
-def lookup_media(media_type: str, tmdb_id: int, plugin: PluginContext) -> MediaDetails | None:
+def lookup_media(plugin: PluginContext, media_type: str, tmdb_id: int) -> MediaDetails | None:
     """Describe the film or series with this TMDB id; the first plugin to answer decides.
 
     Requests are checked against the answer (an unknown id is refused) and shown with it.
 
+    :param plugin: the plugin's context.
     :param media_type: ``"movie"`` or ``"tv"``.
     :param tmdb_id: the media's TMDB id.
-    :param plugin: the plugin's context.
     :return: ``None`` when the plugin cannot tell; raise ``MediaNotFound`` when the catalogue
         says there is no such film or series.
     """
 
 
 @hookspec(firstresult=True)
-def fulfil_request(request: RequestInfo, plugin: PluginContext) -> FulfilmentResult | None:
+def fulfil_request(plugin: PluginContext, request: RequestInfo) -> FulfilmentResult | None:
     """Carry out an approved request; the first plugin to return a result decides.
 
     Return ``None`` to leave the request to another plugin.
 
-    :param request: the approved request.
     :param plugin: the plugin's context.
+    :param request: the approved request.
     """
 
 
 @hookspec
 def check_availability(
-    ids: Mapping[str, str], media_type: str, plugin: PluginContext
+    plugin: PluginContext, ids: Mapping[str, str], media_type: str
 ) -> Availability | None:
     """Say whether a film or a series is on a media server this plugin knows, and which seasons.
 
+    :param plugin: the plugin's context.
     :param ids: the media's external ids, by scheme: ``{"tmdb": "603", "imdb": "tt0133093"}``.
     :param media_type: ``"movie"`` or ``"tv"``.
-    :param plugin: the plugin's context.
     :return: ``None`` when the plugin cannot tell (not set up, not scanned yet).
     """
 
 
 @hookspec
-def refresh_library(path: str | None, plugin: PluginContext) -> list[str] | None:
+def refresh_library(plugin: PluginContext, path: str | None) -> list[str] | None:
     """Ask a media server to scan for new files: the library holding ``path``, or every library
     MediaNest watches when ``path`` is ``None``. Other plugins call it through
     ``plugin.call_hook("refresh_library", path=...)`` once they have put files in place.
 
-    :param path: a file or folder as the media server sees it, or ``None``.
     :param plugin: the plugin's context.
+    :param path: a file or folder as the media server sees it, or ``None``.
     :return: the names of the libraries asked to refresh; ``None`` when none holds ``path``.
     """
 
 
 @hookspec
-def collect_media(title: str, paths: Sequence[str], plugin: PluginContext) -> str | None:
+def collect_media(plugin: PluginContext, title: str, paths: Sequence[str]) -> str | None:
     """Put the media files at ``paths`` in a collection named ``title`` on a media server: a new
     collection, or the one of that name already in their library. Other plugins call it through
     ``plugin.call_hook("collect_media", title=..., paths=[...])`` after ``refresh_library`` for
     the same files. The server may take minutes to add new files, so an implementation may wait
     that long (bounded); callers run it in the background rather than hold up their own work.
 
+    :param plugin: the plugin's context.
     :param title: the collection's name (a playlist's title, say).
     :param paths: media files as the media server sees them.
-    :param plugin: the plugin's context.
     :return: the collection's name; ``None`` when no library of this server holds the files.
     """
 
 
 @hookspec
 def request_progress(
-    ids: Mapping[str, str], media_type: str, plugin: PluginContext
+    plugin: PluginContext, ids: Mapping[str, str], media_type: str
 ) -> list[Progress] | None:
     """Say how far the downloads of a requested film or series have got.
 
@@ -227,30 +234,35 @@ def request_progress(
     knows nothing of it (not queued here), an empty list when it is known but nothing is
     downloading.
 
+    :param plugin: the plugin's context.
     :param ids: the request's ids, e.g. ``{"tmdb": "603"}`` or ``{"tvdb": "81189"}``.
     :param media_type: ``"movie"`` or ``"tv"``.
-    :param plugin: the plugin's context.
     """
 
 
 @hookspec
-def notify(notice: Notice, plugin: PluginContext) -> None:
+def notify(plugin: PluginContext, notice: Notice) -> None:
     """Send a notification somewhere else than MediaNest's own pages (a webhook, a chat).
 
     Fires for every notice about requests; return quickly and do slow work (retries) in the
     background, so that one slow channel does not hold up the others.
 
-    :param notice: what happened, worded for people, with the media and request it is about.
     :param plugin: the plugin's context.
+    :param notice: what happened, worded for people, with the media and request it is about.
     """
 
 
 @hookspec
-def handle_event(event: Event, plugin: PluginContext) -> None:
+def handle_event(plugin: PluginContext, event: Event) -> None:
     """Be told of something that happened in MediaNest (to notify people, for example).
 
-    :param event: the event, e.g. ``plugin.enabled``.
+    Events are ``plugin.enabled`` and ``plugin.disabled`` (an admin's toggle), and
+    ``request.created``, ``request.updated``, ``request.progress`` and ``request.deleted`` (with
+    the request as live events describe it). They are told in the background, in order, once
+    per event (see ``PluginRegistry.emit``).
+
     :param plugin: the plugin's context.
+    :param event: the event: its name, its data and when it happened.
     """
 
 
@@ -258,18 +270,18 @@ def handle_event(event: Event, plugin: PluginContext) -> None:
 
 
 @hookspec
-def extra_nav_items(request: web.Request, plugin: PluginContext) -> list[NavItem]:
+def extra_nav_items(plugin: PluginContext, request: web.Request) -> list[NavItem]:
     """Return links this plugin adds to the navigation bar.
 
-    :param request: the page being rendered.
     :param plugin: the plugin's context.
+    :param request: the page being rendered.
     """
 
 
 @hookspec
-def extra_template_vars(request: web.Request, plugin: PluginContext) -> dict[str, Any]:
+def extra_template_vars(plugin: PluginContext, request: web.Request) -> dict[str, Any]:
     """Return variables to add to every page's template context.
 
-    :param request: the page being rendered.
     :param plugin: the plugin's context.
+    :param request: the page being rendered.
     """

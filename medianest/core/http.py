@@ -266,7 +266,11 @@ def tls_context() -> ssl.SSLContext:
     """TLS settings for a plugin's own client, made once: the system's certificate
     authorities, or those ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name. The service clients and the
     webhook use aiohttp's default context, made the same way when aiohttp is imported (a
-    context holds its own copy of the authorities: about 1.5 MB)."""
+    context holds its own copy of the authorities: about 1.5 MB).
+
+    Deprecated (``medianest.tls_context`` warns and goes in 0.2): a plugin's own
+    ``aiohttp.ClientSession`` given no ``ssl`` argument uses that default, with nothing to
+    gain from a second copy."""
     return ssl.create_default_context()
 
 

@@ -8,6 +8,8 @@ then applies it to itself (an unload/setup cycle, never a restart).
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import importlib.metadata
 import logging
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import pluggy
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -32,6 +34,7 @@ from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
 from .db import writing
 from .extensions import (
+    Event,
     HealthResult,
     MediaNotFound,
     PluginContext,
@@ -40,7 +43,6 @@ from .extensions import (
     Route,
     SignInProvider,
     Widget,
-    call_with,
     resolve,
 )
 from .jobs import JobQueue, PollerRunner
@@ -50,8 +52,18 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "medianest.plugins"
 BUS_CHANNEL = "plugins"
+# How long shutdown waits for the plugins to be told of the last events.
+EVENTS_GRACE_SECONDS = 5.0
 
 Status = Literal["active", "inactive", "failed", "import error"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# A runtime hook, named by its spec (``hookspecs.search_media``): the plugin's context first,
+# which MediaNest passes, then what the caller passes by name. mypy checks a call's arguments
+# against the spec and knows what its answers are (``None`` is no answer: it is left out).
+Hook = Callable[Concatenate[PluginContext, P], R | None]
 
 
 class PluginNotFound(LookupError):
@@ -125,6 +137,9 @@ class PluginRegistry:
         # pollers, only jobs.
         self.jobs: JobQueue | None = None
         self.run_pollers = True
+        # Events waiting for the plugins' handle_event (see emit), and the task telling them.
+        self._events: collections.deque[Event] = collections.deque()
+        self._telling: asyncio.Task[None] | None = None
 
     def bind(
         self,
@@ -190,6 +205,7 @@ class PluginRegistry:
         try:
             self.pm.register(module, name=name)
             self.pm.check_pending()
+            _refuse_wrappers(self.pm, name, module)
         except pluggy.PluginValidationError as exc:
             if self.pm.is_registered(module):
                 self.pm.unregister(module)
@@ -201,20 +217,29 @@ class PluginRegistry:
         for record in self.records.values():
             if record.status == "import error":
                 continue
-            record.routes = await self._registered(record, "register_routes")
-            record.widgets = await self._registered(record, "register_widgets")
-            record.pollers = await self._registered(record, "register_pollers")
-            record.topics = await self._registered(record, "register_ws_topics")
-            record.template_dirs = await self._registered(record, "register_template_dirs")
-            record.sign_in_providers = await self._registered(record, "register_sign_in_providers")
-            model = await self._call_impl(record, "register_settings_model", {})
+            record.routes = await self._registered(record, hookspecs.register_routes)
+            record.widgets = await self._registered(record, hookspecs.register_widgets)
+            record.pollers = await self._registered(record, hookspecs.register_pollers)
+            record.topics = await self._registered(record, hookspecs.register_ws_topics)
+            record.template_dirs = await self._registered(record, hookspecs.register_template_dirs)
+            record.sign_in_providers = await self._registered(
+                record, hookspecs.register_sign_in_providers
+            )
+            model = await self._registration(record, hookspecs.register_settings_model)
             record.settings_model = model if isinstance(model, type) else None
             for topic in record.topics:
                 self._topic_owner[topic] = record.name
 
-    async def _registered(self, record: PluginRecord, hook: str) -> list[Any]:
-        result = await self._call_impl(record, hook, {})
-        return list(result or [])
+    async def _registered(self, record: PluginRecord, hook: Callable[[], list[R]]) -> list[R]:
+        return list(await self._registration(record, hook) or [])
+
+    async def _registration(self, record: PluginRecord, hook: Callable[[], R]) -> R | None:
+        """What one plugin answers to a ``register_*`` hook; ``None`` if it lacks it or raised."""
+        impl = self._impl(record, hook.__name__)
+        if impl is None:
+            return None
+        answer: R | None = await self._call_impl(record, impl, hook.__name__, {})
+        return answer
 
     # --- state ----------------------------------------------------------------------
 
@@ -262,17 +287,19 @@ class PluginRegistry:
     async def _call_others(
         self, caller: str, hook: str, kwargs: dict[str, Any]
     ) -> list[tuple[str, Any]]:
-        """What a plugin's ``call_hook`` does: ``hook`` on every other active plugin."""
-        results = []
-        for record in self._in_call_order(hook):
-            if record.name == caller:
-                continue
-            value = await self._call_impl(
-                record, hook, kwargs | {"plugin": self.context(record.name)}
-            )
-            if value is not None:
-                results.append((record.name, value))
-        return results
+        """What a plugin's ``call_hook`` does: ``hook`` on every other active plugin.
+
+        Plugins name hooks by strings (``medianest.core.hookspecs`` is not theirs to import),
+        so the spec is found and checked here. A first-result hook stops at the first answer,
+        as it does for the core: at most one pair comes back.
+        """
+        found: pluggy.HookCaller | None = getattr(self.pm.hook, hook, None)
+        if found is None or found.spec is None:
+            raise TypeError(f"MediaNest has no hook named {hook!r}")
+        _check_arguments(found, kwargs)
+        module = self.get(caller).module
+        others = self.pm.subset_hook_caller(hook, [module]) if module is not None else found
+        return await self._run(others, kwargs, first=_is_first_result(found))
 
     async def _sign_in_secret(
         self, name: str, provider: str, details: dict[str, Any]
@@ -349,7 +376,7 @@ class PluginRegistry:
         try:
             impl = self._impl(record, "activate")
             if impl is not None:
-                await resolve(call_with(impl.function, plugin=ctx))
+                await _invoke(impl, {"plugin": ctx})
         except Exception as exc:
             log.exception("plugin %s failed to activate", record.name)
             record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -365,14 +392,20 @@ class PluginRegistry:
         record.status, record.error = "inactive", None
         await self._pollers.stop(record.name)
         if was_active:
-            await self._call_impl(record, "deactivate", {"plugin": self.context(record.name)})
+            impl = self._impl(record, "deactivate")
+            if impl is not None:
+                context = self.context(record.name)
+                await self._call_impl(record, impl, "deactivate", {"plugin": context})
             log.info("plugin %s inactive", record.name)
         ctx = self._contexts.pop(record.name, None)
         if ctx is not None:
             await ctx.close_clients()
 
     async def close(self) -> None:
-        """Deactivate every plugin (at shutdown)."""
+        """Tell the plugins of the last events, then deactivate every one (at shutdown)."""
+        if self._telling is not None:
+            await asyncio.wait([self._telling], timeout=EVENTS_GRACE_SECONDS)
+            self._telling.cancel()
         for record in self.records.values():
             if record.active:
                 await self._deactivate(record)
@@ -388,9 +421,12 @@ class PluginRegistry:
     ) -> PluginRecord:
         """Enable or disable a plugin everywhere, persistently."""
         record = self.get(name)
+        was_enabled = record.enabled
         await self._save(name, {"enabled": enabled})
         await self._audit(actor, "plugin.enable" if enabled else "plugin.disable", name, address)
         await self._announce(name)
+        if enabled != was_enabled:
+            self.emit("plugin.enabled" if enabled else "plugin.disabled", {"name": name})
         return record
 
     async def save_settings(
@@ -469,7 +505,7 @@ class PluginRegistry:
             # the test runs in a context of the proposed settings alone.
             ctx = self._new_context(record.name, proposed)
         try:
-            result = await resolve(call_with(impl.function, settings=proposed, plugin=ctx))
+            result = await _invoke(impl, {"plugin": ctx, "settings": proposed})
         except Exception as exc:
             log.exception("plugin %s failed to test its connection", record.name)
             result = HealthResult(record.name, "down", f"the connection test failed: {exc}")
@@ -582,7 +618,124 @@ class PluginRegistry:
             "hook_errors": dict(record.hook_errors),
         }
 
-    # --- calling hooks safely ----------------------------------------------------------
+    # --- events ------------------------------------------------------------------------
+
+    def emit(self, name: str, data: Mapping[str, Any]) -> None:
+        """Tell every active plugin's ``handle_event`` that ``name`` happened, in the background.
+
+        Events are told one after the other, in the order they happened: a slow plugin holds up
+        the events after it, never the action that caused them. Each event is told once, by the
+        process where it happened (its plugins are the installation's enabled ones).
+        """
+        listening = self.pm.hook.handle_event.get_hookimpls()
+        if not any(self.is_active(impl.plugin_name) for impl in listening):
+            return
+        self._events.append(Event(name, dict(data)))
+        if self._telling is None or self._telling.done():
+            self._telling = asyncio.create_task(self._tell_events(), name="plugin events")
+
+    async def _tell_events(self) -> None:
+        while self._events:
+            event = self._events.popleft()
+            try:
+                await self.call_each(hookspecs.handle_event, event=event)
+            except Exception:
+                log.exception("telling the plugins of %s failed", event.name)
+
+    # --- calling hooks -----------------------------------------------------------------
+    #
+    # pluggy keeps the hooks: their specs, each plugin's implementations, their order
+    # (last registered first, tryfirst/trylast honoured) and the arguments each takes. The
+    # calls are made here rather than by pluggy's hook caller, which runs every implementation
+    # in one go with the same arguments and stops at the first exception: each plugin is given
+    # its own context, one that raises is skipped (logged once, shown on the admin page),
+    # inactive plugins are left out, and answers may be awaitables.
+
+    async def call_each(
+        self, hook: Hook[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> list[tuple[str, R]]:
+        """Call ``hook`` (``hookspecs.search_media``, say) on every active plugin, each on its
+        own; skip those that raise.
+
+        Returns ``(plugin name, answer)`` for each plugin that answered something other than
+        ``None``. A first-result hook is :meth:`call_first`'s.
+        """
+        caller = self._spec_caller(hook, args, kwargs, first_result=False)
+        return await self._run(caller, kwargs, first=False)
+
+    async def call_first(
+        self, hook: Hook[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[str, R] | None:
+        """Call a first-result ``hook`` (``hookspecs.lookup_media``, say) on active plugins in
+        turn until one answers something other than ``None``: ``(plugin name, answer)``."""
+        caller = self._spec_caller(hook, args, kwargs, first_result=True)
+        answers = await self._run(caller, kwargs, first=True)
+        return answers[0] if answers else None
+
+    async def call_plugin(
+        self,
+        name: str,
+        hook: Callable[Concatenate[PluginContext, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R | None:
+        """Call ``hook`` on one active plugin; ``None`` if it is inactive, lacks it or raised."""
+        caller = self._spec_caller(hook, args, kwargs)
+        record = self.get(name)
+        impl = self._impl(record, caller.name) if record.active else None
+        if impl is None:
+            return None
+        answer: R | None = await self._call_impl(
+            record, impl, caller.name, kwargs | {"plugin": self.context(name)}
+        )
+        return answer
+
+    def _spec_caller(
+        self,
+        hook: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        first_result: bool | None = None,
+    ) -> pluggy.HookCaller:
+        """pluggy's caller of ``hook``, once the call is known to fit what its spec declares."""
+        if isinstance(hook, str):
+            raise TypeError(f"name a hook by its spec (hookspecs.{hook}), not by a string")
+        caller: pluggy.HookCaller | None = getattr(
+            self.pm.hook, getattr(hook, "__name__", ""), None
+        )
+        if caller is None or caller.spec is None or caller.spec.function is not hook:
+            raise TypeError(f"{hook!r} is not one of MediaNest's hook specifications")
+        if args:
+            raise TypeError(f"hook {caller.name}() takes its arguments by name")
+        declared = _is_first_result(caller)
+        if first_result is not None and declared != first_result:
+            raise TypeError(
+                f"hook {caller.name}() is a first-result hook (the first plugin to answer"
+                " decides): call it with call_first"
+                if declared
+                else f"hook {caller.name}() is answered by every plugin: call it with call_each"
+            )
+        _check_arguments(caller, kwargs)
+        return caller
+
+    async def _run(
+        self, caller: pluggy.HookCaller, kwargs: Mapping[str, Any], *, first: bool
+    ) -> list[tuple[str, Any]]:
+        """Call each active plugin's implementation in pluggy's order (``get_hookimpls`` lists
+        them in reverse), and keep the answers that are not ``None``; ``first`` stops at one."""
+        answers: list[tuple[str, Any]] = []
+        for impl in reversed(caller.get_hookimpls()):
+            record = self.records.get(impl.plugin_name)
+            if record is None or not record.active:
+                continue
+            context = self.context(record.name)
+            answer = await self._call_impl(record, impl, caller.name, {**kwargs, "plugin": context})
+            if answer is not None:
+                answers.append((record.name, answer))
+                if first:
+                    break
+        return answers
 
     def _impl(self, record: PluginRecord, hook: str) -> pluggy.HookImpl | None:
         if record.module is None or not self.pm.is_registered(record.module):
@@ -592,12 +745,12 @@ class PluginRegistry:
                 return impl
         return None
 
-    async def _call_impl(self, record: PluginRecord, hook: str, kwargs: dict[str, Any]) -> Any:
-        impl = self._impl(record, hook)
-        if impl is None:
-            return None
+    async def _call_impl(
+        self, record: PluginRecord, impl: pluggy.HookImpl, hook: str, kwargs: Mapping[str, Any]
+    ) -> Any:
+        """One plugin's answer; ``None`` if it raised (``MediaNotFound`` is an answer)."""
         try:
-            result = await resolve(call_with(impl.function, **kwargs))
+            result = await _invoke(impl, kwargs)
         except MediaNotFound:
             raise
         except Exception as exc:
@@ -626,45 +779,57 @@ class PluginRegistry:
         if record is not None:
             record.hook_errors.pop(what, None)
 
-    async def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call ``hook`` on every active plugin, each on its own; skip those that raise.
 
-        Returns ``(plugin name, result)`` for each plugin that answered something.
-        """
-        results = []
-        for record in self._in_call_order(hook):
-            value = await self._call_impl(
-                record, hook, kwargs | {"plugin": self.context(record.name)}
+async def _invoke(impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
+    """Call one implementation as pluggy does, with the arguments it names (``argnames``, a
+    subset of the spec's, checked at registration), then await its answer if need be."""
+    return await resolve(impl.function(*[kwargs[name] for name in impl.argnames]))
+
+
+def _is_first_result(caller: pluggy.HookCaller) -> bool:
+    return caller.spec is not None and bool(caller.spec.opts.get("firstresult"))
+
+
+def _check_arguments(caller: pluggy.HookCaller, kwargs: Mapping[str, Any]) -> None:
+    """Refuse a call that does not pass exactly what the hook's spec declares.
+
+    A keyword the spec does not declare would reach no plugin (a misspelling lost unseen), and
+    one it declares but the call lacks would fail in the plugins that ask for it, shown on the
+    admin page as their fault.
+    """
+    assert caller.spec is not None
+    declared = [name for name in caller.spec.argnames if name != "plugin"]
+    for name in kwargs:
+        if name == "plugin":
+            raise TypeError(
+                f"hook {caller.name}() is passed 'plugin' by MediaNest (each plugin its own"
+                " context), not by the caller"
             )
-            if value is not None:
-                results.append((record.name, value))
-        return results
+        if name not in declared:
+            offered = ", ".join(repr(n) for n in declared) or "no arguments"
+            raise TypeError(f"hook {caller.name}() has no argument {name!r} (it takes {offered})")
+    missing = [name for name in declared if name not in kwargs]
+    if missing:
+        raise TypeError(f"hook {caller.name}() is missing its argument {missing[0]!r}")
 
-    async def call_plugin(self, name: str, hook: str, **kwargs: Any) -> Any:
-        """Call ``hook`` on one active plugin; ``None`` if it is inactive, lacks it or raised."""
-        record = self.get(name)
-        if not record.active:
-            return None
-        return await self._call_impl(record, hook, kwargs | {"plugin": self.context(name)})
 
-    async def call_first(self, hook: str, **kwargs: Any) -> tuple[str, Any] | None:
-        """Call ``hook`` on active plugins until one answers something other than ``None``."""
-        for record in self._in_call_order(hook):
-            value = await self._call_impl(
-                record, hook, kwargs | {"plugin": self.context(record.name)}
-            )
-            if value is not None:
-                return record.name, value
-        return None
+def _refuse_wrappers(pm: pluggy.PluginManager, name: str, module: object) -> None:
+    """Refuse a plugin's hook wrappers (``wrapper=True``, ``hookwrapper=True``).
 
-    def _in_call_order(self, hook: str) -> list[PluginRecord]:
-        # pluggy's own order: last registered first, tryfirst/trylast honoured.
-        impls = reversed(getattr(self.pm.hook, hook).get_hookimpls())
-        return [
-            self.records[impl.plugin_name]
-            for impl in impls
-            if impl.plugin_name in self.records and self.records[impl.plugin_name].active
-        ]
+    A wrapper wraps pluggy's one call of every implementation of a hook; MediaNest calls each
+    plugin's implementation on its own, so there is no such call, and the wrapper would run as
+    an ordinary implementation (a generator, answering nothing anyone reads).
+    """
+    for caller in pm.get_hookcallers(module) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is module and (impl.wrapper or impl.hookwrapper):
+                raise pluggy.PluginValidationError(
+                    module,
+                    f"Plugin {name!r} for hook {caller.name!r}\n"
+                    "is a hook wrapper (wrapper=True or hookwrapper=True), which MediaNest does"
+                    " not support: it calls each plugin's implementation on its own, so there is"
+                    " no call of them all to wrap. Implement the hook plainly.",
+                )
 
 
 def _is_secret(annotation: Any) -> bool:

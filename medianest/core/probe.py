@@ -1,5 +1,9 @@
-"""A plain reachability check for plugins' health hooks, until the service client layer
-replaces it with authenticated connection tests."""
+"""A plain reachability check for plugins' health hooks, from before the service clients.
+
+Deprecated: ``medianest.probe`` warns and goes in 0.2. A plugin checks its service with
+``plugin.service_client`` (``plugin.trial_client`` for settings not saved yet), which knows its
+credentials, timeouts and breaker.
+"""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy import Table, func, select, text
 
 from .. import __version__
+from ..core import hookspecs
 from ..core.auth import Permission
 from ..core.db import schema_status
 from ..core.errors import ApiError
@@ -143,7 +144,7 @@ async def services(app: web.Application) -> list[ServiceCheck]:
         async def one(name: str) -> list[dict[str, Any]]:
             try:
                 result = await asyncio.wait_for(
-                    registry.call_plugin(name, "check_health"), HEALTH_TIMEOUT
+                    registry.call_plugin(name, hookspecs.check_health), HEALTH_TIMEOUT
                 )
             except TimeoutError:
                 result = HealthResult(name, "down", "the health check did not finish in time")

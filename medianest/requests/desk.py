@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..core import hookspecs
 from ..core.auth import CurrentUser, Permission
 from ..core.errors import ApiError
 from ..core.extensions import (
@@ -178,7 +179,7 @@ class RequestDesk:
         kind = requests.KIND.get(media_type, "title")
         try:
             answer = await self.registry.call_first(
-                "lookup_media", media_type=media_type, tmdb_id=tmdb_id
+                hookspecs.lookup_media, media_type=media_type, tmdb_id=tmdb_id
             )
         except MediaNotFound as exc:
             raise ApiError(404, str(exc)) from None
@@ -188,12 +189,11 @@ class RequestDesk:
                 f"MediaNest cannot look up a {kind} right now: the TMDB integration is off or not "
                 "answering. An admin can check it under Integrations.",
             )
-        details: MediaDetails = answer[1]
-        return details
+        return answer[1]
 
     async def availability(self, media_type: str, ids: Mapping[str, str]) -> list[Availability]:
         answers = await self.registry.call_each(
-            "check_availability", ids=dict(ids), media_type=media_type
+            hookspecs.check_availability, ids=dict(ids), media_type=media_type
         )
         return [a for _, a in answers if isinstance(a, Availability)]
 
@@ -311,7 +311,7 @@ class RequestDesk:
                 "is_anime": bool(record.details.get("is_anime")),
             },
         )
-        answer = await self.registry.call_first("fulfil_request", request=info)
+        answer = await self.registry.call_first(hookspecs.fulfil_request, request=info)
         if answer is None or not isinstance(answer[1], FulfilmentResult):
             app = "Radarr" if record.media_type == "movie" else "Sonarr"
             result = FulfilmentResult(
@@ -434,7 +434,7 @@ class RequestDesk:
             elif record.status != "approved":
                 if items is None:  # asked once per media item, and only when needed
                     found = await self.registry.call_each(
-                        "request_progress", ids=first.ids, media_type=first.media_type
+                        hookspecs.request_progress, ids=first.ids, media_type=first.media_type
                     )
                     items = [
                         p for _, answer in found for p in (answer or ()) if isinstance(p, Progress)
@@ -480,6 +480,7 @@ class RequestDesk:
         data = summary(record)
         await self.hub.publish(ME_TOPIC, f"request-{event}", data, user_id=str(record.user_id))
         await self.hub.publish(REQUESTS_TOPIC, event, data, permission=MANAGE)
+        self.registry.emit(f"request.{event}", data)
 
     async def _tell(
         self, record: RequestRecord, kind: NoticeKind, message: str, *, managers: bool = False

@@ -19,6 +19,7 @@ from sqlalchemy import String, Table, func, insert, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..core import hookspecs
 from ..core.auth import Permission
 from ..core.cache import Cache
 from ..core.db import writing
@@ -137,7 +138,7 @@ class Notifier:
 
     async def _hand_to_plugins(self, notice: Notice) -> None:
         try:
-            await self._registry.call_each("notify", notice=notice)
+            await self._registry.call_each(hookspecs.notify, notice=notice)
         except Exception:
             log.exception("handing %s to the notify hooks failed", notice.kind)
 

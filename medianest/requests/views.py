@@ -18,6 +18,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
+from ..core import hookspecs
 from ..core.api import ApiModel, QueryModel, validation_details
 from ..core.auth import CurrentUser, Permission
 from ..core.errors import ApiError
@@ -362,7 +363,7 @@ async def _statuses(
 
 async def _search(request: web.Request, q: str) -> SearchOut:
     registry = _desk(request).registry
-    answers = await registry.call_each("search_media", query=q)
+    answers = await registry.call_each(hookspecs.search_media, query=q)
     results: list[SearchResult] = []
     seen: set[tuple[str, int]] = set()
     for _, found in answers:

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, RootModel
 
 from .. import __version__
+from ..core import hookspecs
 from ..core.api import ApiModel, openapi_document
 from ..core.auth import Permission
 from ..core.errors import ApiError
@@ -206,9 +207,9 @@ async def page_context(request: web.Request) -> dict[str, Any]:
         base.update(await contribute(request, user))
     nav = [item for _, item in request.app[NAV]]
     extra: dict[str, Any] = {}
-    for _, items in await registry.call_each("extra_nav_items", request=request):
+    for _, items in await registry.call_each(hookspecs.extra_nav_items, request=request):
         nav.extend(items)
-    for _, values in await registry.call_each("extra_template_vars", request=request):
+    for _, values in await registry.call_each(hookspecs.extra_template_vars, request=request):
         extra.update(values)
     visible = [item for item in nav if item.permission is None or user.has(item.permission)]
     return extra | base | {"nav_items": visible}
@@ -508,7 +509,7 @@ async def plugin_health(request: web.Request) -> PluginHealth:
     record = _record(request)
     if not record.active:
         raise ApiError(409, f"{record.name} is not enabled")
-    result = await _registry(request).call_plugin(record.name, "check_health")
+    result = await _registry(request).call_plugin(record.name, hookspecs.check_health)
     checks: list[HealthResult] = []
     if result is not None:
         checks.extend(result if isinstance(result, list) else [result])
