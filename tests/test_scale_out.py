@@ -250,6 +250,22 @@ async def pages_on_both_hear_a_toggle_made_on_one(
             await ws.close()
 
 
+async def active_on_both(topology: Topology, http: aiohttp.ClientSession, plugin: str) -> None:
+    """Wait until each portal process, asked directly, has ``plugin`` active."""
+    cookie = http.cookie_jar.filter_cookies(URL(topology.url))[SESSION_COOKIE].value
+    async with aiohttp.ClientSession(headers={"Cookie": f"{SESSION_COOKIE}={cookie}"}) as direct:
+
+        async def active() -> bool:
+            for server in topology.apps:
+                async with direct.get(f"{server.url}/api/v1/plugins/{plugin}") as response:
+                    assert response.status == 200, await response.text()
+                    if (await response.json())["status"] != "active":
+                        return False
+            return True
+
+        await wait_for(active, PROPAGATION)
+
+
 async def a_download_runs_once_on_the_worker(
     topology: Topology, http: aiohttp.ClientSession, clip: bytes
 ) -> None:
@@ -264,6 +280,9 @@ async def a_download_runs_once_on_the_worker(
         assert response.status == 200, await response.text()
     async with http.post(url + "/api/v1/plugins/youtube/enable") as response:
         assert response.status == 200, await response.text()
+    # The process nginx sent the toggle to applied it before answering; the other applies it
+    # when the bus tells it (within PROPAGATION), and nginx may send the next call there.
+    await active_on_both(topology, http, "youtube")
 
     async def rows() -> list[dict[str, Any]]:
         async with http.get(url + DOWNLOADS) as response:
@@ -305,6 +324,19 @@ async def a_download_runs_once_on_the_worker(
         assert "Processing" not in app.output()
 
 
+def unread_requests(port: int) -> int:
+    """Connections to ``port`` on 127.0.0.1 whose bytes its process has not read yet (from
+    /proc/net/tcp: an established socket with a receive queue)."""
+    local = f"0100007F:{port:04X}"
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        state, queues = fields[3], fields[4]
+        if fields[1] == local and state == "01" and int(queues.split(":")[1], 16) > 0:
+            count += 1
+    return count
+
+
 async def a_process_killed_mid_load_loses_no_answered_request(
     topology: Topology, http: aiohttp.ClientSession
 ) -> None:
@@ -319,6 +351,9 @@ async def a_process_killed_mid_load_loses_no_answered_request(
     dead_at: list[float] = []
     numbers = iter(range(total))
 
+    async def held_by_a() -> bool:
+        return unread_requests(a.port) > 0
+
     async def client() -> None:
         for number in numbers:
             name = f"load-{number:03d}-{uuid.uuid4().hex[:8]}"
@@ -332,6 +367,11 @@ async def a_process_killed_mid_load_loses_no_answered_request(
             except aiohttp.ClientError as exc:
                 outcomes[name] = f"{type(exc).__name__}: {exc}"
             if len(outcomes) == kill_after:
+                # A is stopped first, then killed once nginx has handed it a request it has not
+                # read: it dies holding requests, as a process that crashes under load does
+                # (killed at once, it might by chance hold none).
+                a.process.send_signal(signal.SIGSTOP)
+                await wait_for(held_by_a, 10)
                 a.process.send_signal(signal.SIGKILL)
                 # Blocking the loop for these few milliseconds: nothing starts while A dies.
                 a.process.wait(timeout=5)
