@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .cache import Cache
+    from .coordinator import Coordinator
     from .jobs import JobQueue
 
 
@@ -97,6 +98,8 @@ class PluginContext:
     )
     log: logging.Logger = field(init=False, repr=False)
     _clients: dict[str, ServiceClient] = field(default_factory=dict, init=False, repr=False)
+    # What each coordinator knows in this activation (see medianest.core.coordinator).
+    _coordinated: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log = logging.getLogger(f"medianest.plugins.{self.name}")
@@ -229,11 +232,20 @@ class Route:
     csrf: bool = True
 
 
+async def _no_loader(**_: Any) -> Any:
+    raise LookupError("this widget has no loader: give it load= or coordinator=")
+
+
 @dataclass(frozen=True)
 class Widget:
     """A dashboard tile. ``load`` returns the data ``template`` is rendered with (as ``data``);
     it may take ``plugin`` and ``request``. An event on ``topic`` makes open dashboards
     reload the tile.
+
+    A live widget names the :class:`~medianest.Coordinator` that feeds it: the widget then
+    takes the coordinator's topic, the coordinator is run while the plugin is active (no
+    poller or topic to register), and without a ``load`` of its own the tile shows what the
+    coordinator read last (a ``Fetched``: its data, or why it is missing or not fresh).
 
     What ``load`` returns is computed once and shown to every viewer of the same
     ``audience``: ``"everyone"``, ``"role"`` (admins see one thing, other users another) or
@@ -245,18 +257,20 @@ class Widget:
     name: str
     title: str
     template: str
-    load: Callable[..., Awaitable[Any]]
+    load: Callable[..., Awaitable[Any]] = _no_loader
     topic: str | None = None
     audience: Literal["everyone", "role", "user"] | None = None
+    coordinator: Coordinator[Any] | None = None
 
 
 @dataclass(frozen=True)
 class Poller:
     """Background work run every ``interval`` seconds while the plugin is active; ``run``
-    takes ``plugin``."""
+    takes ``plugin``. ``interval`` may be a function (taking ``plugin``) asked after each run
+    how long to wait: for a pace set in the plugin's settings."""
 
     name: str
-    interval: float
+    interval: float | Callable[..., float]
     run: Callable[..., Awaitable[None]]
 
 

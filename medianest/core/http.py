@@ -10,13 +10,14 @@ say in words what went wrong; and Prometheus metrics per instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,6 +206,17 @@ def waiting_for_services() -> None:
     """Make :meth:`ServiceClient.fetch` calls of the current task (and the tasks it starts)
     wait for the service even while another caller is already asking it."""
     _WAIT_FOR_SERVICE.set(True)
+
+
+@contextlib.contextmanager
+def asking_the_services() -> Iterator[None]:
+    """Within the block, :meth:`ServiceClient.fetch` waits for the service as a poller's does
+    (a round run on demand, by a webhook say), and afterwards no longer."""
+    token = _WAIT_FOR_SERVICE.set(True)
+    try:
+        yield
+    finally:
+        _WAIT_FOR_SERVICE.reset(token)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import audit, auth, hookspecs
 from .bus import Bus
 from .cache import Cache
+from .coordinator import coordinated, default_template_dirs
 from .crypto import DecryptionError, SecretBox, is_encrypted
 from .db import writing
 from .extensions import (
@@ -209,6 +210,11 @@ class PluginRegistry:
             record.sign_in_providers = await self._registered(record, "register_sign_in_providers")
             model = await self._call_impl(record, "register_settings_model", {})
             record.settings_model = model if isinstance(model, type) else None
+            # A live widget names its coordinator: its topic and poller follow from it.
+            record.widgets, record.pollers, record.topics = coordinated(
+                record.name, record.widgets, record.pollers, record.topics
+            )
+            record.template_dirs = record.template_dirs or default_template_dirs(record.module)
             for topic in record.topics:
                 self._topic_owner[topic] = record.name
 
