@@ -104,8 +104,9 @@ class CoordinatorState:
     failing_since: datetime | None = None
     next_run_at: datetime | None = None
     member: Any = field(default=None, repr=False)
-    # loop.time() of the next scheduled round.
+    # loop.time() of the next scheduled round, and of the end of the last round.
     _due: float = field(default=0.0, repr=False)
+    _read_at: float = field(default=0.0, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     # Whether the last round failed by raising (it is logged, and so is its recovery).
     _raised: bool = field(default=False, repr=False)
@@ -219,7 +220,7 @@ class Coordinator(Generic[T]):
             async with state._lock:
                 if not state.rounds or state._forgotten:
                     await self._round(plugin, state)
-        elif await self._behind(plugin, state):
+        elif self._late(plugin, state) or await self._behind(plugin, state):
             await self._catch_up(plugin, state)
         result: T = state.result
         return result
@@ -291,6 +292,12 @@ class Coordinator(Generic[T]):
     async def _round(self, plugin: PluginContext, state: CoordinatorState) -> None:
         """Read, keep, announce if changed; never raises (but for cancellation)."""
         try:
+            await self._read(plugin, state)
+        finally:
+            state._read_at = asyncio.get_running_loop().time()
+
+    async def _read(self, plugin: PluginContext, state: CoordinatorState) -> None:
+        try:
             result = await resolve(
                 call_with(
                     self.fetch,
@@ -358,6 +365,12 @@ class Coordinator(Generic[T]):
         if self.summary is not None:
             event |= self.summary(result)
         await plugin.publish(topic, "updated", event)
+
+    def _late(self, plugin: PluginContext, state: CoordinatorState) -> bool:
+        """Whether no round came when one was due, and an interval more: no poller runs here
+        (a process that only serves a plugin's hooks)."""
+        waited = asyncio.get_running_loop().time() - state._read_at
+        return waited > self._delay(plugin, state.failures) + self.interval_of(plugin)
 
     async def _behind(self, plugin: PluginContext, state: CoordinatorState) -> bool:
         return await plugin.cache.get(self._mark(plugin, state)) != state.fingerprint
