@@ -31,7 +31,7 @@ def patch_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll Plex and the download queues every FAST seconds (before start-up)."""
     for name in ("STATUS_INTERVAL", "RECENT_INTERVAL", "SECTIONS_TTL", "SCAN_CHECK_INTERVAL"):
         monkeypatch.setattr(plex_pollers, name, FAST)
-    monkeypatch.setattr(arr_pollers, "QUEUE_INTERVAL", FAST)
+    monkeypatch.setattr(arr_pollers.QUEUE, "interval", FAST)
 
 
 @dataclass
