@@ -156,8 +156,8 @@ class Coordinator(Generic[T]):
     first value names the member in the log).
     ``summary(result)`` adds to an event what subscribers may learn (counts, never names);
     events carry ``ok``, false when the result holds an error. ``after``, when set, runs after
-    each round's announcement (with ``plugin``, ``member`` and ``result``), for work that
-    follows from what was read.
+    each round's announcement (with ``plugin``, ``member``, ``result`` and ``interval``), for
+    work that follows from what was read.
 
     Declared once at import; what it knows is kept per plugin activation, in each process.
     """
@@ -320,7 +320,13 @@ class Coordinator(Generic[T]):
             await self._announce(plugin, state, result)
             if self.after is not None:
                 await resolve(
-                    call_with(self.after, plugin=plugin, member=state.member, result=result)
+                    call_with(
+                        self.after,
+                        plugin=plugin,
+                        member=state.member,
+                        result=result,
+                        interval=self.interval_of(plugin),
+                    )
                 )
         except asyncio.CancelledError:
             raise
