@@ -370,6 +370,9 @@ class PluginRegistry:
         was_active = record.active
         record.status, record.error = "inactive", None
         await self._pollers.stop(record.name)
+        running = self._contexts.get(record.name)
+        if running is not None:
+            await running.stop_tasks()
         if was_active:
             await self._call_impl(record, "deactivate", {"plugin": self.context(record.name)})
             log.info("plugin %s inactive", record.name)

@@ -75,15 +75,6 @@ def register_routes() -> list[Route]:
 
 
 @hookimpl
-async def deactivate(plugin: PluginContext) -> None:
-    # Refreshes a webhook started and that have not finished.
-    tasks = list(plugin.state.get("tasks", ()))
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@hookimpl
 async def fulfil_request(request: RequestInfo, plugin: PluginContext) -> FulfilmentResult | None:
     return await fulfilment.fulfil(request, plugin)
 
