@@ -240,13 +240,16 @@ class Coordinator(Generic[T]):
 
     # --- rounds ---------------------------------------------------------------------------
 
-    async def refresh_now(self, plugin: PluginContext, member: Any = None) -> None:
+    async def refresh_now(
+        self, plugin: PluginContext, member: Any = None, *, again: bool = False
+    ) -> None:
         """Run a round now for ``member`` (or for every member), whatever the schedule, and
         return once its announcement is made: after news that the data changed (a webhook),
-        and in tests, which then need not count rounds by the clock. The next scheduled round
-        comes an interval later."""
+        and in tests, which then need not count rounds by the clock. ``again``: the service is
+        asked, not the cache (read within the interval). The next scheduled round comes an
+        interval later."""
         states = [self._state(plugin, member)] if member is not None else self.states(plugin)
-        with asking_the_services():
+        with asking_the_services(again=again):
             await asyncio.gather(*(self._scheduled(plugin, state) for state in states))
 
     async def forget(self, plugin: PluginContext) -> None:

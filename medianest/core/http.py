@@ -200,6 +200,9 @@ RETRY_FAILED_AFTER = 5.0
 # Set while a poller runs: its calls wait for the service's own answer (or error), since the
 # poller announces what changed; viewers take the last good answer while it waits.
 _WAIT_FOR_SERVICE: ContextVar[bool] = ContextVar("wait_for_service", default=False)
+# Set for a round that must read the service itself (news that its data changed): cached
+# answers are read again.
+_READ_AGAIN: ContextVar[bool] = ContextVar("read_again", default=False)
 
 
 def waiting_for_services() -> None:
@@ -209,14 +212,16 @@ def waiting_for_services() -> None:
 
 
 @contextlib.contextmanager
-def asking_the_services() -> Iterator[None]:
+def asking_the_services(*, again: bool = False) -> Iterator[None]:
     """Within the block, :meth:`ServiceClient.fetch` waits for the service as a poller's does
-    (a round run on demand, by a webhook say), and afterwards no longer."""
-    token = _WAIT_FOR_SERVICE.set(True)
+    (a round run on demand, by a webhook say), and afterwards no longer. ``again``: reads
+    cached with a TTL ask the service again rather than take the cached answer."""
+    waiting, reading = _WAIT_FOR_SERVICE.set(True), _READ_AGAIN.set(again)
     try:
         yield
     finally:
-        _WAIT_FOR_SERVICE.reset(token)
+        _READ_AGAIN.reset(reading)
+        _WAIT_FOR_SERVICE.reset(waiting)
 
 
 @dataclass(frozen=True)
@@ -560,6 +565,8 @@ class ServiceClient:
     ) -> dict[str, Any]:
         key = self._key(path, params, "fresh")
         hit = True
+        if _READ_AGAIN.get():
+            await self._cache.delete(key)
 
         async def compute() -> dict[str, Any]:
             nonlocal hit
