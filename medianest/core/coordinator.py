@@ -213,7 +213,8 @@ class Coordinator(Generic[T]):
 
         Before the first round, one is run (with the poller's, if it is under way). When
         another process announced something newer, this one catches up first, from the shared
-        cache; waiting at most :data:`CATCH_UP_PATIENCE` for a round under way.
+        cache; waiting at most :data:`CATCH_UP_PATIENCE` for a round under way. Raises when
+        ``fetch`` raised and nothing was ever read.
         """
         state = self._state(plugin, member)
         if not state.rounds or state._forgotten:
@@ -222,6 +223,9 @@ class Coordinator(Generic[T]):
                     await self._round(plugin, state)
         elif self._late(plugin, state) or await self._behind(plugin, state):
             await self._catch_up(plugin, state)
+        if state.result is None and state._raised:
+            # Nothing was ever read: the tile says why rather than show nothing.
+            raise RuntimeError(f"{state.named(self.name)} could not be read: {state.last_error}")
         result: T = state.result
         return result
 
@@ -266,7 +270,7 @@ class Coordinator(Generic[T]):
     async def _run_due(self, plugin: PluginContext) -> None:
         now = asyncio.get_running_loop().time()
         due = [state for state in self.states(plugin) if state._due <= now]
-        await asyncio.gather(*(self._scheduled(plugin, state) for state in due))
+        await asyncio.gather(*(self._scheduled(plugin, state, by=now) for state in due))
 
     def _until_due(self, plugin: PluginContext) -> float:
         """How long the poller sleeps: until the next member is due, and at most an interval,
@@ -277,8 +281,14 @@ class Coordinator(Generic[T]):
             return interval
         return max(0.0, min(min(due) - asyncio.get_running_loop().time(), interval))
 
-    async def _scheduled(self, plugin: PluginContext, state: CoordinatorState) -> None:
+    async def _scheduled(
+        self, plugin: PluginContext, state: CoordinatorState, *, by: float | None = None
+    ) -> None:
+        """A round that moves the schedule on; with ``by``, only if it is still due by then
+        once the lock is taken (a round on demand may have come first)."""
         async with state._lock:
+            if by is not None and state._due > by:
+                return
             await self._round(plugin, state)
             delay = self._delay(plugin, state.failures)
             # From the end of the round: a read cached with the interval as TTL is stale by then.
@@ -405,10 +415,10 @@ class Coordinator(Generic[T]):
         if found is None:
             found = plugin._coordinated[self] = _Activation()
         if not found.listed:
-            found.listed = True
             members = [None] if self.each is None else list(call_with(self.each, plugin=plugin))
             for member in members:
                 self._add(found, member)
+            found.listed = True
         return found
 
     def _state(self, plugin: PluginContext, member: Any) -> CoordinatorState:
