@@ -336,6 +336,28 @@ async def test_spawned_tasks_are_logged_once_when_they_fail_and_stop_with_the_pl
         spawning.context.spawn(work)
 
 
+class HalfStartedPlugin:
+    """Half started: spawns a task, then fails to activate."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+
+    @hookimpl
+    def activate(self, plugin: PluginContext) -> None:
+        self.task = plugin.spawn(asyncio.Event().wait(), name="waiting")
+        raise PermissionError("cannot open the socket")
+
+
+async def test_what_a_plugin_spawned_before_failing_to_activate_is_stopped(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    half = HalfStartedPlugin()
+    client = await make_client(sqlite_settings, [("half", half)])
+    resp = await client.post("/api/v1/plugins/half/enable")
+    assert (await resp.json())["status"] == "failed"
+    assert half.task is not None and half.task.cancelled()
+
+
 # --- the fingerprint -------------------------------------------------------------------------
 
 

@@ -359,6 +359,7 @@ class PluginRegistry:
         except Exception as exc:
             log.exception("plugin %s failed to activate", record.name)
             record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+            await ctx.stop_tasks()  # what it started before it failed
             return
         record.status, record.error = "active", None
         if self.run_pollers:
