@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from .accounts.signin import limit_sign_in, sign_in, sign_in_problem
 from .core.api import ApiModel
 from .core.auth import ExternalIdentity, Permission, user_quota
+from .core.coordinator import Coordinator, CoordinatorState
 from .core.db import writing
 from .core.errors import ApiError
 from .core.extensions import (
@@ -56,6 +57,8 @@ __all__ = [
     "ApiModel",
     "Availability",
     "BadResponse",
+    "Coordinator",
+    "CoordinatorState",
     "Event",
     "ExternalIdentity",
     "Fetched",

@@ -51,6 +51,25 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _apps_freed() -> Iterator[None]:
+    """Let each test's applications go when it ends.
+
+    aiohttp keeps the middleware chains it builds in a process-wide LRU cache of 1024 entries
+    keyed by (handler, apps): every app a test made (its registry, database engine, caches, the
+    fakes' data) stayed alive for hundreds of tests after. Millions of objects piled up, and a
+    full garbage collection then stopped the event loop for 1.5 to 3.5 s in the middle of a
+    test, so that its pollers ran late. (The cache is private to aiohttp: it is looked up, not
+    assumed.)
+    """
+    yield
+    from aiohttp import web_app
+
+    chains = getattr(web_app, "_cached_build_middleware", None)
+    if chains is not None and hasattr(chains, "cache_clear"):
+        chains.cache_clear()
+
+
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plex and the download queues polled every few tenths of a second (see request_world)."""

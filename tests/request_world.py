@@ -29,9 +29,11 @@ FAST = 0.2
 
 def patch_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll Plex and the download queues every FAST seconds (before start-up)."""
-    for name in ("STATUS_INTERVAL", "RECENT_INTERVAL", "SECTIONS_TTL", "SCAN_CHECK_INTERVAL"):
+    for coordinator in (plex_pollers.STATUS, plex_pollers.RECENT):
+        monkeypatch.setattr(coordinator, "interval", FAST)
+    for name in ("SECTIONS_TTL", "SCAN_CHECK_INTERVAL"):
         monkeypatch.setattr(plex_pollers, name, FAST)
-    monkeypatch.setattr(arr_pollers, "QUEUE_INTERVAL", FAST)
+    monkeypatch.setattr(arr_pollers.QUEUE, "interval", FAST)
 
 
 @dataclass

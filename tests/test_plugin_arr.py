@@ -74,15 +74,15 @@ async def radarr_4k() -> AsyncIterator[FakeRadarr]:
 
 @pytest.fixture
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll every FAST seconds (set before start-up, when the pollers are registered)."""
-    for name in (
-        "QUEUE_INTERVAL",
-        "UPCOMING_INTERVAL",
-        "WANTED_INTERVAL",
-        "DISK_INTERVAL",
-        "HEALTH_INTERVAL",
+    """Poll every FAST seconds (below what the settings allow)."""
+    for coordinator in (
+        pollers.QUEUE,
+        pollers.UPCOMING,
+        pollers.WANTED,
+        pollers.DISK,
+        pollers.HEALTH,
     ):
-        monkeypatch.setattr(pollers, name, FAST)
+        monkeypatch.setattr(coordinator, "interval", FAST)
 
 
 def instance(fake: FakeArr, name: str, **extra: Any) -> dict[str, Any]:

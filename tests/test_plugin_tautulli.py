@@ -61,10 +61,10 @@ async def fake() -> AsyncIterator[FakeTautulli]:
 
 @pytest.fixture
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll every FAST seconds instead of every 10 s / 1 min / 10 min (set before start-up,
-    when the pollers are registered)."""
-    for name in ("ACTIVITY_INTERVAL", "HISTORY_INTERVAL", "STATS_INTERVAL"):
-        monkeypatch.setattr(pollers, name, FAST)
+    """Poll every FAST seconds instead of every 10 s / 1 min / 10 min (below what the settings
+    allow)."""
+    for coordinator in (pollers.ACTIVITY, pollers.HISTORY, pollers.STATS):
+        monkeypatch.setattr(coordinator, "interval", FAST)
 
 
 async def configure(client: TestClient, fake: FakeTautulli, *, enable: bool = True) -> None:

@@ -70,10 +70,10 @@ async def tmdb() -> AsyncIterator[TMDB]:
 
 @pytest.fixture
 def interval(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Set the poller's interval (read when the app starts) to a test's pace."""
+    """Set the coordinator's interval to a test's pace (below what the settings allow)."""
 
     def set_to(seconds: float) -> float:
-        monkeypatch.setattr(pollers, "INTERVAL", seconds)
+        monkeypatch.setattr(pollers.DISCOVERY, "interval", seconds)
         return seconds
 
     return set_to

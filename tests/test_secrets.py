@@ -463,6 +463,7 @@ async def test_a_secret_that_does_not_decrypt_marks_its_plugin_failed(
         "api_key": MASK,
         "language": "de-DE",
         "region": "US",
+        "discovery_interval": 1800.0,
         "api_url": tmdb_url + "/",
     }
     page = await client.get("/admin/plugins")
@@ -714,6 +715,7 @@ async def test_rotation_under_a_running_server(tmp_path: Path, tmdb_url: str) ->
                 "api_key": MASK,
                 "language": "it-IT",
                 "region": "US",
+                "discovery_interval": 1800.0,
                 "api_url": tmdb_url + "/",
             }
             with closing(sqlite3.connect(data / "medianest.db")) as conn:
@@ -734,6 +736,7 @@ async def test_rotation_under_a_running_server(tmp_path: Path, tmdb_url: str) ->
                 "api_key": MASK,
                 "language": "es-ES",
                 "region": "US",
+                "discovery_interval": 1800.0,
                 "api_url": tmdb_url + "/",
             }
         assert server.process.poll() is None

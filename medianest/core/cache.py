@@ -50,6 +50,11 @@ class Cache(ABC):
     async def delete(self, key: str) -> None:
         """Forget ``key``."""
 
+    @abstractmethod
+    async def swap(self, key: str, value: Any, ttl: float) -> Any | None:
+        """Store ``value`` for ``ttl`` seconds and return what was stored before (``None``),
+        in one step: of several processes swapping the same value in, one gets another back."""
+
     async def close(self) -> None:
         """Release the backend's resources."""
         for task in self._inflight.values():
@@ -155,6 +160,12 @@ class MemoryCache(Cache):
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 
+    async def swap(self, key: str, value: Any, ttl: float) -> Any | None:
+        # Nothing awaits between the read and the write: no other task comes in between.
+        previous = await self.get(key)
+        await self.set(key, value, ttl)
+        return previous
+
     def _evict(self) -> None:
         now = time.monotonic()
         for key in [k for k, (exp, _) in self._data.items() if exp < now]:
@@ -184,6 +195,12 @@ class RedisCache(Cache):
 
     async def delete(self, key: str) -> None:
         await self._redis.delete(self._prefix + key)
+
+    async def swap(self, key: str, value: Any, ttl: float) -> Any | None:
+        raw = await self._redis.set(
+            self._prefix + key, orjson.dumps(value), px=max(1, int(ttl * 1000)), get=True
+        )
+        return None if raw is None else orjson.loads(raw)
 
     async def _try_lock(self, key: str, token: str) -> bool:
         lock = f"{self._prefix}lock:{key}"

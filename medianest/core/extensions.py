@@ -5,10 +5,11 @@ Plugins import these from ``medianest`` (the top package), never from here direc
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .cache import Cache
+    from .coordinator import Coordinator
     from .jobs import JobQueue
 
 
@@ -98,6 +100,10 @@ class PluginContext:
     )
     log: logging.Logger = field(init=False, repr=False)
     _clients: dict[str, ServiceClient] = field(default_factory=dict, init=False, repr=False)
+    # What each coordinator knows in this activation (see medianest.core.coordinator).
+    _coordinated: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log = logging.getLogger(f"medianest.plugins.{self.name}")
@@ -130,6 +136,45 @@ class PluginContext:
         round. With no ids, every open request is checked."""
         if self._media_listener is not None:
             await self._media_listener(media_type, dict(ids or {}))
+
+    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str = "") -> asyncio.Task[Any]:
+        """Run ``work`` in the background for as long as the plugin is active (a refresh after a
+        webhook, a notice being retried): it is cancelled, and waited for, when the plugin is
+        deactivated, and an exception it raises is logged once, to the plugin's log."""
+        if self._stopped:
+            work.close()
+            raise RuntimeError(f"{self.name} is no longer active: nothing more runs for it")
+        task = asyncio.get_running_loop().create_task(
+            work, name=f"{self.name}:{name or getattr(work, '__qualname__', 'task')}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        # Nobody awaits these tasks: what went wrong is said here or nowhere.
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def stop_tasks(self, patience: float = 5.0) -> None:
+        """Cancel what :meth:`spawn` started and wait for it (at most ``patience`` seconds);
+        nothing can be spawned afterwards."""
+        self._stopped = True
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=patience)
+        self.log.info("%d background task(s) stopped with the plugin", len(tasks) - len(pending))
+        if pending:
+            self.log.warning(
+                "%d background task(s) did not stop within %g s: %s",
+                len(pending),
+                patience,
+                ", ".join(sorted(t.get_name() for t in pending)),
+            )
 
     def service_client(
         self,
@@ -231,11 +276,20 @@ class Route:
     csrf: bool = True
 
 
+async def _no_loader(**_: Any) -> Any:
+    raise LookupError("this widget has no loader: give it load= or coordinator=")
+
+
 @dataclass(frozen=True)
 class Widget:
     """A dashboard tile. ``load`` returns the data ``template`` is rendered with (as ``data``);
     it may take ``plugin`` and ``request``. An event on ``topic`` makes open dashboards
     reload the tile.
+
+    A live widget names the :class:`~medianest.Coordinator` that feeds it: the widget then
+    takes the coordinator's topic, the coordinator is run while the plugin is active (no
+    poller or topic to register), and without a ``load`` of its own the tile shows what the
+    coordinator read last (a ``Fetched``: its data, or why it is missing or not fresh).
 
     What ``load`` returns is computed once and shown to every viewer of the same
     ``audience``: ``"everyone"``, ``"role"`` (admins see one thing, other users another) or
@@ -247,18 +301,20 @@ class Widget:
     name: str
     title: str
     template: str
-    load: Callable[..., Awaitable[Any]]
+    load: Callable[..., Awaitable[Any]] = _no_loader
     topic: str | None = None
     audience: Literal["everyone", "role", "user"] | None = None
+    coordinator: Coordinator[Any] | None = None
 
 
 @dataclass(frozen=True)
 class Poller:
     """Background work run every ``interval`` seconds while the plugin is active; ``run``
-    takes ``plugin``."""
+    takes ``plugin``. ``interval`` may be a function (taking ``plugin``) asked after each run
+    how long to wait: for a pace set in the plugin's settings."""
 
     name: str
-    interval: float
+    interval: float | Callable[..., float]
     run: Callable[..., Awaitable[None]]
 
 

@@ -10,13 +10,14 @@ say in words what went wrong; and Prometheus metrics per instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,12 +200,28 @@ RETRY_FAILED_AFTER = 5.0
 # Set while a poller runs: its calls wait for the service's own answer (or error), since the
 # poller announces what changed; viewers take the last good answer while it waits.
 _WAIT_FOR_SERVICE: ContextVar[bool] = ContextVar("wait_for_service", default=False)
+# Set for a round that must read the service itself (news that its data changed): cached
+# answers are read again.
+_READ_AGAIN: ContextVar[bool] = ContextVar("read_again", default=False)
 
 
 def waiting_for_services() -> None:
     """Make :meth:`ServiceClient.fetch` calls of the current task (and the tasks it starts)
     wait for the service even while another caller is already asking it."""
     _WAIT_FOR_SERVICE.set(True)
+
+
+@contextlib.contextmanager
+def asking_the_services(*, again: bool = False) -> Iterator[None]:
+    """Within the block, :meth:`ServiceClient.fetch` waits for the service as a poller's does
+    (a round run on demand, by a webhook say), and afterwards no longer. ``again``: reads
+    cached with a TTL ask the service again rather than take the cached answer."""
+    waiting, reading = _WAIT_FOR_SERVICE.set(True), _READ_AGAIN.set(again)
+    try:
+        yield
+    finally:
+        _READ_AGAIN.reset(reading)
+        _WAIT_FOR_SERVICE.reset(waiting)
 
 
 @dataclass(frozen=True)
@@ -552,6 +569,8 @@ class ServiceClient:
     ) -> dict[str, Any]:
         key = self._key(path, params, "fresh")
         hit = True
+        if _READ_AGAIN.get():
+            await self._cache.delete(key)
 
         async def compute() -> dict[str, Any]:
             nonlocal hit

@@ -64,7 +64,7 @@ class PollerRunner:
             if not self._first_rounds:
                 give_back()
         while True:
-            await asyncio.sleep(poller.interval)
+            await asyncio.sleep(_interval(ctx, poller))
             failing = await self._round(ctx, poller, failing)
 
     async def _round(self, ctx: PluginContext, poller: Poller, failing: bool) -> bool:
@@ -80,6 +80,12 @@ class PollerRunner:
         if failing:
             log.warning("poller %s:%s recovered", ctx.name, poller.name)
         return False
+
+
+def _interval(ctx: PluginContext, poller: Poller) -> float:
+    if callable(poller.interval):
+        return float(call_with(poller.interval, plugin=ctx))
+    return poller.interval
 
 
 # --- the job queue ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import audit, auth, hookspecs
 from .bus import Bus
 from .cache import Cache
+from .coordinator import coordinated, default_template_dirs
 from .crypto import DecryptionError, SecretBox, is_encrypted
 from .db import writing
 from .extensions import (
@@ -227,6 +228,11 @@ class PluginRegistry:
             )
             model = await self._registration(record, hookspecs.register_settings_model)
             record.settings_model = model if isinstance(model, type) else None
+            # A live widget names its coordinator: its topic and poller follow from it.
+            record.widgets, record.pollers, record.topics = coordinated(
+                record.name, record.widgets, record.pollers, record.topics
+            )
+            record.template_dirs = record.template_dirs or default_template_dirs(record.module)
             for topic in record.topics:
                 self._topic_owner[topic] = record.name
 
@@ -380,6 +386,7 @@ class PluginRegistry:
         except Exception as exc:
             log.exception("plugin %s failed to activate", record.name)
             record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+            await ctx.stop_tasks()  # what it started before it failed
             return
         record.status, record.error = "active", None
         if self.run_pollers:
@@ -391,6 +398,9 @@ class PluginRegistry:
         was_active = record.active
         record.status, record.error = "inactive", None
         await self._pollers.stop(record.name)
+        running = self._contexts.get(record.name)
+        if running is not None:
+            await running.stop_tasks()
         if was_active:
             impl = self._impl(record, "deactivate")
             if impl is not None:

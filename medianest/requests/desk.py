@@ -2,7 +2,7 @@
 Plex, and tells people along the way.
 
 Approved requests are the fulfilment queue, kept in the database: a process takes one with a
-lease (:func:`medianest.core.requests.claim`), asks the ``fulfil_request`` hook to carry it out,
+lease (:func:`medianest.requests.workflow.claim`), asks the ``fulfil_request`` hook to carry it out,
 and records the outcome. A process that dies in between leaves the lease to run out and the
 request to be taken again, on restart or by another process; the arr plugin looks before it
 adds, so nothing is added twice. Every process also follows the requests in progress (download

@@ -93,7 +93,7 @@ class SeasonAvailability(Base):
 class MediaRequest(Base):
     """A user's request for a media item; its history lives in :class:`Approval` rows.
 
-    ``status`` moves through the states of :mod:`medianest.core.requests`. Approved requests are
+    ``status`` moves through the states of :mod:`medianest.requests.workflow`. Approved requests are
     the fulfilment queue: a process takes one by setting ``claimed_until`` (a lease), so a
     process that dies mid-fulfilment leaves it to be taken again once the lease runs out.
     """

@@ -339,7 +339,8 @@ def _describe_fields(schema: dict[str, Any], defs: dict[str, Any]) -> list[dict[
         elif kind == "boolean":
             field |= {"input": "checkbox"}
         elif kind in ("integer", "number"):
-            field |= {"input": "number"}
+            # The model's bounds (a poll interval's, say), checked by the browser too.
+            field |= {"input": "number", "min": prop.get("minimum"), "max": prop.get("maximum")}
         else:
             field |= {"input": "password" if secret else "text"}
         fields.append(field)

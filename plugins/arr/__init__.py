@@ -19,7 +19,6 @@ from medianest import (
     FulfilmentResult,
     HealthResult,
     PluginContext,
-    Poller,
     Progress,
     RequestInfo,
     Route,
@@ -50,44 +49,29 @@ def register_template_dirs() -> list[Path]:
 @hookimpl
 def register_widgets() -> list[Widget]:
     return [
-        Widget("queue", "Downloads", "queue.html", widgets.load_queue, pollers.QUEUE_TOPIC),
+        Widget("queue", "Downloads", "queue.html", widgets.load_queue, coordinator=pollers.QUEUE),
         Widget(
-            "upcoming", "Coming up", "upcoming.html", widgets.load_upcoming, pollers.UPCOMING_TOPIC
+            "upcoming",
+            "Coming up",
+            "upcoming.html",
+            widgets.load_upcoming,
+            coordinator=pollers.UPCOMING,
         ),
-        Widget("wanted", "Missing", "wanted.html", widgets.load_wanted, pollers.WANTED_TOPIC),
-        Widget("disk", "Disk space", "disk.html", widgets.load_disk, pollers.DISK_TOPIC),
+        Widget("wanted", "Missing", "wanted.html", widgets.load_wanted, coordinator=pollers.WANTED),
+        Widget("disk", "Disk space", "disk.html", widgets.load_disk, coordinator=pollers.DISK),
         Widget(
             "health",
             "Sonarr & Radarr health",
             "health.html",
             widgets.load_health,
-            pollers.HEALTH_TOPIC,
+            coordinator=pollers.HEALTH,
         ),
     ]
 
 
 @hookimpl
-def register_pollers() -> list[Poller]:
-    return pollers.pollers()
-
-
-@hookimpl
-def register_ws_topics() -> list[str]:
-    return list(pollers.TOPICS)
-
-
-@hookimpl
 def register_routes() -> list[Route]:
     return routes.routes()
-
-
-@hookimpl
-async def deactivate(plugin: PluginContext) -> None:
-    # Refreshes a webhook started and that have not finished.
-    tasks = list(plugin.state.get("tasks", ()))
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @hookimpl

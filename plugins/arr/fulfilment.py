@@ -313,7 +313,7 @@ async def progress(
     candidates = instances(plugin, kind)
     if wanted is None or not candidates:
         return None
-    queues = await asyncio.gather(*(a.queue(ttl=pollers.QUEUE_INTERVAL) for a in candidates))
+    queues = await asyncio.gather(*(pollers.QUEUE.latest(plugin, a) for a in candidates))
     found = []
     for arr, fetched in zip(candidates, queues, strict=True):
         for item in fetched.value.records if fetched.value is not None else ():

@@ -1,27 +1,21 @@
 """Background refreshes of every instance's data, shared by every viewer.
 
-Each poller runs its widget's own call for each instance, with the cache TTL equal to its
-interval, so however many people watch and however many MediaNest processes run, each instance
-is asked once per interval. When what an instance's widget shows has changed, it is announced on
-the widget's topic (naming the instance) and open dashboards re-render.
+One coordinator per widget reads the widget's call for each instance every interval (a
+setting), with the cache TTL equal to the interval, so however many people watch and however
+many MediaNest processes run, each instance is asked once per interval. When what an instance's
+panel shows has changed, the coordinator announces it on the widget's topic (naming the
+instance, once across processes) and open dashboards re-render. Each instance backs off on its
+own while it fails.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from medianest import Fetched, PluginContext, Poller
+from medianest import Coordinator, Fetched, PluginContext
 
-from .client import Arr, instances
-
-QUEUE_INTERVAL = 10.0
-UPCOMING_INTERVAL = 600.0
-WANTED_INTERVAL = 300.0
-DISK_INTERVAL = 600.0
-HEALTH_INTERVAL = 120.0
+from .client import Arr, Disk, HealthCheck, Queue, Upcoming, Wanted, instances
 
 QUEUE_TOPIC = "arr.queue"
 UPCOMING_TOPIC = "arr.upcoming"
@@ -31,103 +25,101 @@ HEALTH_TOPIC = "arr.health"
 TOPICS = [QUEUE_TOPIC, UPCOMING_TOPIC, WANTED_TOPIC, DISK_TOPIC, HEALTH_TOPIC]
 
 
-def pollers() -> list[Poller]:
-    # Read at start-up, so the intervals above are what the pollers use.
-    return [
-        Poller("queue", QUEUE_INTERVAL, poll_queue),
-        Poller("upcoming", UPCOMING_INTERVAL, poll_upcoming),
-        Poller("wanted", WANTED_INTERVAL, poll_wanted),
-        Poller("disk", DISK_INTERVAL, poll_disk),
-        Poller("health", HEALTH_INTERVAL, poll_health),
-    ]
+def _about(arr: Arr) -> Mapping[str, Any]:
+    return {"instance": arr.name, "kind": arr.kind}
 
 
-Refresh = Callable[[PluginContext, Arr], Awaitable[None]]
+async def read_queue(member: Arr, interval: float) -> Fetched[Queue]:
+    return await member.queue(ttl=interval)
 
 
-async def _each(plugin: PluginContext, refresh: Refresh) -> None:
-    await asyncio.gather(*(refresh(plugin, arr) for arr in instances(plugin)))
+async def read_upcoming(member: Arr, interval: float) -> Fetched[tuple[Upcoming, ...]]:
+    return await member.upcoming(ttl=interval)
 
 
-async def poll_queue(plugin: PluginContext) -> None:
-    await _each(plugin, refresh_queue)
+async def read_wanted(member: Arr, interval: float) -> Fetched[Wanted]:
+    return await member.wanted(ttl=interval)
 
 
-async def poll_upcoming(plugin: PluginContext) -> None:
-    await _each(plugin, refresh_upcoming)
+async def read_disk(member: Arr, interval: float) -> Fetched[tuple[Disk, ...]]:
+    return await member.disks(ttl=interval)
 
 
-async def poll_wanted(plugin: PluginContext) -> None:
-    await _each(plugin, refresh_wanted)
+async def read_health(member: Arr, interval: float) -> Fetched[tuple[HealthCheck, ...]]:
+    return await member.health(ttl=interval)
 
 
-async def poll_disk(plugin: PluginContext) -> None:
-    await _each(plugin, refresh_disk)
+def _queued(fetched: Fetched[Queue]) -> dict[str, Any]:
+    return {"count": fetched.value.total_records} if fetched.value is not None else {}
 
 
-async def poll_health(plugin: PluginContext) -> None:
-    await _each(plugin, refresh_health)
+def _listed(fetched: Fetched[tuple[Upcoming, ...]]) -> dict[str, Any]:
+    return {"count": len(fetched.value)} if fetched.value is not None else {}
+
+
+def _missing(fetched: Fetched[Wanted]) -> dict[str, Any]:
+    return {"missing": fetched.value.missing} if fetched.value is not None else {}
+
+
+def _warnings(fetched: Fetched[tuple[HealthCheck, ...]]) -> dict[str, Any]:
+    return {"warnings": len(fetched.value)} if fetched.value is not None else {}
+
+
+QUEUE: Coordinator[Fetched[Queue]] = Coordinator(
+    "queue",
+    read_queue,
+    interval=lambda settings: settings.queue_interval,
+    topic=QUEUE_TOPIC,
+    each=instances,
+    about=_about,
+    summary=_queued,
+)
+UPCOMING: Coordinator[Fetched[tuple[Upcoming, ...]]] = Coordinator(
+    "upcoming",
+    read_upcoming,
+    interval=lambda settings: settings.upcoming_interval,
+    topic=UPCOMING_TOPIC,
+    each=instances,
+    about=_about,
+    summary=_listed,
+)
+WANTED: Coordinator[Fetched[Wanted]] = Coordinator(
+    "wanted",
+    read_wanted,
+    interval=lambda settings: settings.wanted_interval,
+    topic=WANTED_TOPIC,
+    each=instances,
+    about=_about,
+    summary=_missing,
+)
+DISK: Coordinator[Fetched[tuple[Disk, ...]]] = Coordinator(
+    "disk",
+    read_disk,
+    interval=lambda settings: settings.disk_interval,
+    topic=DISK_TOPIC,
+    each=instances,
+    about=_about,
+)
+HEALTH: Coordinator[Fetched[tuple[HealthCheck, ...]]] = Coordinator(
+    "health",
+    read_health,
+    interval=lambda settings: settings.health_interval,
+    topic=HEALTH_TOPIC,
+    each=instances,
+    about=_about,
+    summary=_warnings,
+)
 
 
 async def refresh_queue(plugin: PluginContext, arr: Arr, *, force: bool = False) -> None:
-    """Read the instance's queue (``force``: now, not from the cache) and announce changes."""
+    """Read the instance's queue again now (``force``: from the instance, not the cache) and
+    announce what changed."""
     if force:
         await arr.forget_queue()
-    fetched = await arr.queue(ttl=QUEUE_INTERVAL)
-    summary = {"count": fetched.value.total_records} if fetched.value is not None else {}
-    await announce(plugin, QUEUE_TOPIC, arr, fetched, summary, QUEUE_INTERVAL)
-
-
-async def refresh_upcoming(plugin: PluginContext, arr: Arr) -> None:
-    fetched = await arr.upcoming(ttl=UPCOMING_INTERVAL)
-    summary = {"count": len(fetched.value)} if fetched.value is not None else {}
-    await announce(plugin, UPCOMING_TOPIC, arr, fetched, summary, UPCOMING_INTERVAL)
+    await QUEUE.refresh_now(plugin, arr)
 
 
 async def refresh_wanted(plugin: PluginContext, arr: Arr, *, force: bool = False) -> None:
     if force:
         await arr.forget_wanted()
-    fetched = await arr.wanted(ttl=WANTED_INTERVAL)
-    summary = {"missing": fetched.value.missing} if fetched.value is not None else {}
-    await announce(plugin, WANTED_TOPIC, arr, fetched, summary, WANTED_INTERVAL)
-
-
-async def refresh_disk(plugin: PluginContext, arr: Arr) -> None:
-    fetched = await arr.disks(ttl=DISK_INTERVAL)
-    await announce(plugin, DISK_TOPIC, arr, fetched, {}, DISK_INTERVAL)
-
-
-async def refresh_health(plugin: PluginContext, arr: Arr) -> None:
-    fetched = await arr.health(ttl=HEALTH_INTERVAL)
-    summary = {"warnings": len(fetched.value)} if fetched.value is not None else {}
-    await announce(plugin, HEALTH_TOPIC, arr, fetched, summary, HEALTH_INTERVAL)
-
-
-def _fingerprint(fetched: Fetched[Any]) -> str:
-    error = str(fetched.error) if fetched.error is not None else ""
-    return hashlib.sha256(f"{error}\n{fetched.value!r}".encode()).hexdigest()
-
-
-async def announce(
-    plugin: PluginContext,
-    topic: str,
-    arr: Arr,
-    fetched: Fetched[Any],
-    summary: Mapping[str, Any],
-    interval: float,
-) -> None:
-    """Publish ``topic`` when what the instance's widget shows has changed since the last
-    announcement (remembered in the shared cache, so that several processes announce a change
-    once)."""
-    mark = _fingerprint(fetched)
-    key = f"arr:announced:{topic}:{arr.kind}:{arr.name}"
-    if await plugin.cache.get(key) == mark:
-        return
-    await plugin.cache.set(key, mark, max(60.0, interval * 3))
-    if fetched.error is not None:
-        plugin.log.warning("%s (%s): %s", topic, arr.name, fetched.error)
-    await plugin.publish(
-        topic,
-        "updated",
-        {"instance": arr.name, "kind": arr.kind, "ok": fetched.error is None, **summary},
-    )
+    await WANTED.refresh_now(plugin, arr)

@@ -3,12 +3,10 @@ the servers' "Connect → Webhook" notifications."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
@@ -179,27 +177,15 @@ def _ids(payload: WebhookPayload) -> dict[str, str]:
     return {}
 
 
-def _in_background(plugin: PluginContext, work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` after the answer (the server is not kept waiting on MediaNest's calls to
-    it); cancelled if the plugin is deactivated first."""
-    tasks: set[asyncio.Task[None]] = plugin.state.setdefault("tasks", set())
-    task = asyncio.ensure_future(work)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
 async def _refresh(
     plugin: PluginContext, arr: Arr, event_type: str, ids: Mapping[str, str]
 ) -> None:
-    try:
-        await pollers.refresh_queue(plugin, arr, force=True)
-        if event_type in CHANGE_LIBRARY:
-            await pollers.refresh_wanted(plugin, arr, force=True)
-        if ids:
-            # The requests for it see the new queue state (or the import) now.
-            await plugin.media_changed("movie" if arr.kind == "radarr" else "tv", ids)
-    except Exception:
-        plugin.log.exception("refreshing %s after its webhook failed", arr.name)
+    await pollers.refresh_queue(plugin, arr, force=True)
+    if event_type in CHANGE_LIBRARY:
+        await pollers.refresh_wanted(plugin, arr, force=True)
+    if ids:
+        # The requests for it see the new queue state (or the import) now.
+        await plugin.media_changed("movie" if arr.kind == "radarr" else "tv", ids)
 
 
 async def receive_webhook(request: web.Request, plugin: PluginContext) -> WebhookReceived:
@@ -233,7 +219,11 @@ async def receive_webhook(request: web.Request, plugin: PluginContext) -> Webhoo
         },
     )
     if payload.event_type != "Test":
-        _in_background(plugin, _refresh(plugin, arr, payload.event_type, _ids(payload)))
+        # After the answer: the server is not kept waiting on MediaNest's calls to it.
+        plugin.spawn(
+            _refresh(plugin, arr, payload.event_type, _ids(payload)),
+            name=f"refreshing {arr.name} after its webhook",
+        )
     return WebhookReceived(received=payload.event_type, instance=arr.name)
 
 

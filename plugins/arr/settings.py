@@ -107,7 +107,7 @@ class ArrInstance(BaseModel):
 
 
 class Settings(BaseModel):
-    """The Sonarr and Radarr servers MediaNest talks to."""
+    """The Sonarr and Radarr servers MediaNest talks to, and how often it reads them."""
 
     sonarr: list[ArrInstance] = Field(
         default_factory=list,
@@ -120,6 +120,43 @@ class Settings(BaseModel):
         title="Radarr",
         description="Radarr servers, the default first",
         json_schema_extra={"x-options-url": "/arr/options?kind=radarr&index={index}"},
+    )
+    # How often each widget's data is read from every instance, in seconds: every viewer
+    # shares one read.
+    queue_interval: float = Field(
+        default=10.0,
+        ge=5,
+        le=600,
+        title="Downloads: seconds between reads",
+        description="How often each instance is asked for its download queue (5 to 600)",
+    )
+    upcoming_interval: float = Field(
+        default=600.0,
+        ge=60,
+        le=86400,
+        title="Coming up: seconds between reads",
+        description="How often each instance is asked for its calendar (60 to 86400)",
+    )
+    wanted_interval: float = Field(
+        default=300.0,
+        ge=60,
+        le=86400,
+        title="Missing: seconds between reads",
+        description="How often each instance is asked what is missing (60 to 86400)",
+    )
+    disk_interval: float = Field(
+        default=600.0,
+        ge=60,
+        le=86400,
+        title="Disk space: seconds between reads",
+        description="How often each instance is asked for its free space (60 to 86400)",
+    )
+    health_interval: float = Field(
+        default=120.0,
+        ge=30,
+        le=3600,
+        title="Health: seconds between reads",
+        description="How often each instance is asked for its own health checks (30 to 3600)",
     )
 
     @model_validator(mode="after")

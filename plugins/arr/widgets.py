@@ -1,23 +1,22 @@
 """The Sonarr & Radarr widgets' loaders: one panel per instance in each widget.
 
-They read what the pollers keep fresh in the cache (the same calls with the same TTL), so
-viewers add no upstream calls. Each instance degrades on its own: a Radarr 4K that is down shows
-its last good data with its age, or why it is unavailable, next to a Radarr that answers.
+They show what the coordinators read last from each instance, so viewers add no upstream calls.
+Each instance degrades on its own: a Radarr 4K that is down shows its last good data with its
+age, or why it is unavailable, next to a Radarr that answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from medianest import Fetched, PluginContext
+from medianest import Coordinator, Fetched, PluginContext
 
 from . import pollers
-from .client import Arr, Disk, HealthCheck, Queue, Upcoming, Wanted, instances
+from .client import Disk, HealthCheck, Queue, Upcoming, Wanted, instances
 
 T = TypeVar("T")
 
@@ -45,11 +44,11 @@ class Board(BaseModel, Generic[T]):
     panels: tuple[Panel[T], ...] = ()
 
 
-async def _board(plugin: PluginContext, load: Callable[[Arr], Awaitable[Fetched[T]]]) -> Board[T]:
+async def _board(plugin: PluginContext, coordinator: Coordinator[Fetched[T]]) -> Board[T]:
     arrs = instances(plugin)
     if not arrs:
         return Board(configured=False)
-    got = await asyncio.gather(*(load(arr) for arr in arrs))
+    got = await asyncio.gather(*(coordinator.latest(plugin, arr) for arr in arrs))
     return Board(
         panels=tuple(
             Panel[Any](
@@ -66,24 +65,24 @@ async def _board(plugin: PluginContext, load: Callable[[Arr], Awaitable[Fetched[
 
 async def load_queue(plugin: PluginContext) -> Board[Queue]:
     """Downloads under way, with their progress and time left."""
-    return await _board(plugin, lambda arr: arr.queue(ttl=pollers.QUEUE_INTERVAL))
+    return await _board(plugin, pollers.QUEUE)
 
 
 async def load_upcoming(plugin: PluginContext) -> Board[tuple[Upcoming, ...]]:
     """Episodes airing and films released in the next days."""
-    return await _board(plugin, lambda arr: arr.upcoming(ttl=pollers.UPCOMING_INTERVAL))
+    return await _board(plugin, pollers.UPCOMING)
 
 
 async def load_wanted(plugin: PluginContext) -> Board[Wanted]:
     """How many monitored episodes and films are missing."""
-    return await _board(plugin, lambda arr: arr.wanted(ttl=pollers.WANTED_INTERVAL))
+    return await _board(plugin, pollers.WANTED)
 
 
 async def load_disk(plugin: PluginContext) -> Board[tuple[Disk, ...]]:
     """Free space on each instance's disks."""
-    return await _board(plugin, lambda arr: arr.disks(ttl=pollers.DISK_INTERVAL))
+    return await _board(plugin, pollers.DISK)
 
 
 async def load_health(plugin: PluginContext) -> Board[tuple[HealthCheck, ...]]:
     """Each instance's own health warnings."""
-    return await _board(plugin, lambda arr: arr.health(ttl=pollers.HEALTH_INTERVAL))
+    return await _board(plugin, pollers.HEALTH)

@@ -72,13 +72,13 @@ def register_routes() -> list[Route]:
 @hookimpl
 def register_widgets() -> list[Widget]:
     return [
-        Widget("status", "Plex", "status.html", widgets.load_status, topic=pollers.STATUS_TOPIC),
+        Widget("status", "Plex", "status.html", widgets.load_status, coordinator=pollers.STATUS),
         Widget(
             "now-playing",
             "Now playing",
             "now_playing.html",
             widgets.load_now_playing,
-            topic=pollers.SESSIONS_TOPIC,
+            coordinator=pollers.SESSIONS,
             # Admins see who watches what; everyone else a count.
             audience="role",
         ),
@@ -87,14 +87,14 @@ def register_widgets() -> list[Widget]:
             "Recently added",
             "recent.html",
             widgets.load_recent,
-            topic=pollers.RECENT_TOPIC,
+            coordinator=pollers.RECENT,
         ),
         Widget(
             "libraries",
             "Libraries",
             "libraries.html",
             widgets.load_libraries,
-            topic=pollers.LIBRARIES_TOPIC,
+            coordinator=pollers.LIBRARIES,
         ),
     ]
 

@@ -1,13 +1,14 @@
 """What the Plex widgets show, and the background refreshes that keep it fresh for every viewer.
 
-Each poller reads through the service client with a cache TTL equal to its interval, so however
-many people watch and however many MediaNest processes run, the server is asked once per
-interval; the widgets' loaders make the same reads and find them in the cache. When what a
-widget shows changes, the poller announces it on the widget's topic and open dashboards reload
-it. Events carry counts only: whoever is subscribed learns no names.
+One coordinator per widget reads through the service client every interval (a setting), with a
+cache TTL equal to the interval, so however many people watch and however many MediaNest
+processes run, the server is asked once per interval; the widgets' loaders show what their
+coordinator read last. When what a widget shows changes, its coordinator announces it on the
+widget's topic (once across processes) and open dashboards reload it. Events carry counts only:
+whoever is subscribed learns no names.
 
-The recently-added poller also keeps the availability index current; a full scan rebuilds it
-every few hours.
+After each of its rounds the recently-added coordinator also brings the availability index up to
+date; a full scan rebuilds it every few hours (a setting too).
 """
 
 from __future__ import annotations
@@ -19,17 +20,12 @@ from typing import Any
 
 import orjson
 
-from medianest import Fetched, PluginContext, Poller
+from medianest import Coordinator, Fetched, PluginContext, Poller
 
 from . import availability
 from .client import ALBUM, ARTIST, EPISODE, MOVIE, SHOW, TRACK, NowPlaying, Plex, Server, connect
 from .client import oldest as oldest_moment
 
-STATUS_INTERVAL = 60.0
-SESSIONS_INTERVAL = 10.0
-RECENT_INTERVAL = 120.0
-LIBRARIES_INTERVAL = 600.0
-FULL_SCAN_INTERVAL = 6 * 3600.0
 # How often the full-scan poller looks whether a scan is due (none yet, the last one too old,
 # the settings changed, the server's token just became known): a look at the cache.
 SCAN_CHECK_INTERVAL = 60.0
@@ -55,14 +51,9 @@ COUNTED = {
 
 
 def pollers() -> list[Poller]:
-    # Read at start-up, so the intervals above are what the pollers use.
-    return [
-        Poller("status", STATUS_INTERVAL, poll_status),
-        Poller("sessions", SESSIONS_INTERVAL, poll_sessions),
-        Poller("recent", RECENT_INTERVAL, poll_recent),
-        Poller("libraries", LIBRARIES_INTERVAL, poll_libraries),
-        Poller("full-scan", SCAN_CHECK_INTERVAL, poll_full_scan),
-    ]
+    # Read at start-up, so the interval above is what the poller uses. (The widgets' pollers
+    # follow from their coordinators.)
+    return [Poller("full-scan", SCAN_CHECK_INTERVAL, poll_full_scan)]
 
 
 # --- what the widgets show ------------------------------------------------------------------
@@ -126,11 +117,11 @@ class ServerStatus:
     online: bool
 
 
-async def status(plugin: PluginContext) -> Fetched[ServerStatus] | NotReady:
+async def status(plugin: PluginContext, interval: float) -> Fetched[ServerStatus] | NotReady:
     plex = await ready(plugin)
     if isinstance(plex, NotReady):
         return plex
-    got: Fetched[Server] = await plex.fetch_server(ttl=STATUS_INTERVAL)
+    got: Fetched[Server] = await plex.fetch_server(ttl=interval)
     if got.value is None:
         return Fetched(None, None, got.error)
     server = got.value
@@ -139,24 +130,24 @@ async def status(plugin: PluginContext) -> Fetched[ServerStatus] | NotReady:
     return Fetched(shown, got.fetched_at, got.error)
 
 
-async def playing(plugin: PluginContext) -> Fetched[NowPlaying] | NotReady:
+async def playing(plugin: PluginContext, interval: float) -> Fetched[NowPlaying] | NotReady:
     plex = await ready(plugin)
     if isinstance(plex, NotReady):
         return plex
-    return await plex.fetch_now_playing(ttl=SESSIONS_INTERVAL)
+    return await plex.fetch_now_playing(ttl=interval)
 
 
 def poster_path(rating_key: str) -> str:
     return f"/plex/posters/{rating_key}"
 
 
-async def recent(plugin: PluginContext) -> Fetched[Recent] | NotReady:
+async def recent(plugin: PluginContext, interval: float) -> Fetched[Recent] | NotReady:
     """The newest films, seasons and albums of the watched libraries."""
     plex = await ready(plugin)
     if isinstance(plex, NotReady):
         return plex
     sections = await plex.fetch_sections(ttl=SECTIONS_TTL)
-    got = await plex.fetch_recently_added(RECENT_SIZE, ttl=RECENT_INTERVAL)
+    got = await plex.fetch_recently_added(RECENT_SIZE, ttl=interval)
     if sections.value is None or got.value is None:
         return Fetched(None, None, got.error or sections.error)
     watched = {s.key for s in plex.watched(sections.value)}
@@ -182,7 +173,7 @@ async def recent(plugin: PluginContext) -> Fetched[Recent] | NotReady:
     )
 
 
-async def libraries(plugin: PluginContext) -> Fetched[Libraries] | NotReady:
+async def libraries(plugin: PluginContext, interval: float) -> Fetched[Libraries] | NotReady:
     """How much each watched library holds."""
     plex = await ready(plugin)
     if isinstance(plex, NotReady):
@@ -195,7 +186,7 @@ async def libraries(plugin: PluginContext) -> Fetched[Libraries] | NotReady:
     for section in plex.watched(sections.value):
         counts: list[tuple[str, int | None]] = []
         for what, kind in COUNTED.get(section.type, ()):
-            got = await plex.fetch_count(section.key, kind, ttl=LIBRARIES_INTERVAL)
+            got = await plex.fetch_count(section.key, kind, ttl=interval)
             error = error or got.error
             moment = oldest_moment(moment, got.fetched_at)
             counts.append((what, got.value))
@@ -203,40 +194,64 @@ async def libraries(plugin: PluginContext) -> Fetched[Libraries] | NotReady:
     return Fetched(Libraries(tuple(found)), moment, error)
 
 
-# --- the pollers ----------------------------------------------------------------------------
+# --- the coordinators ----------------------------------------------------------------------
 
 
-async def poll_status(plugin: PluginContext) -> None:
-    data = await status(plugin)
-    await announce(plugin, STATUS_TOPIC, data, {})
+def _streams(data: Fetched[NowPlaying] | NotReady) -> dict[str, Any]:
+    if isinstance(data, NotReady):
+        return {"ok": False}
+    return {"streams": data.value.count} if data.value is not None else {}
 
 
-async def poll_sessions(plugin: PluginContext) -> None:
-    data = await playing(plugin)
-    summary: dict[str, Any] = {}
-    if isinstance(data, Fetched) and data.value is not None:
-        summary = {"streams": data.value.count}
-    await announce(plugin, SESSIONS_TOPIC, data, summary)
+def _ready(data: Any) -> dict[str, Any]:
+    # A server MediaNest cannot talk to yet is not "ok", though nothing failed.
+    return {"ok": False} if isinstance(data, NotReady) else {}
 
 
-async def poll_libraries(plugin: PluginContext) -> None:
-    await announce(plugin, LIBRARIES_TOPIC, await libraries(plugin), {})
-
-
-async def poll_recent(plugin: PluginContext) -> None:
-    data = await recent(plugin)
-    await announce(plugin, RECENT_TOPIC, data, {})
+async def _after_recent(plugin: PluginContext, interval: float) -> None:
     plex = await ready(plugin)
     if not isinstance(plex, NotReady):
-        await _follow_recent(plugin, plex)
+        await _follow_recent(plugin, plex, interval)
 
 
-async def _follow_recent(plugin: PluginContext, plex: Plex) -> None:
+STATUS: Coordinator[Fetched[ServerStatus] | NotReady] = Coordinator(
+    "status",
+    status,
+    interval=lambda settings: settings.status_interval,
+    topic=STATUS_TOPIC,
+    summary=_ready,
+)
+SESSIONS: Coordinator[Fetched[NowPlaying] | NotReady] = Coordinator(
+    "sessions",
+    playing,
+    interval=lambda settings: settings.sessions_interval,
+    topic=SESSIONS_TOPIC,
+    summary=_streams,
+)
+RECENT: Coordinator[Fetched[Recent] | NotReady] = Coordinator(
+    "recent",
+    recent,
+    interval=lambda settings: settings.recent_interval,
+    topic=RECENT_TOPIC,
+    summary=_ready,
+    after=_after_recent,
+)
+LIBRARIES: Coordinator[Fetched[Libraries] | NotReady] = Coordinator(
+    "libraries",
+    libraries,
+    interval=lambda settings: settings.libraries_interval,
+    topic=LIBRARIES_TOPIC,
+    summary=_ready,
+)
+WIDGETS = (STATUS, SESSIONS, RECENT, LIBRARIES)
+
+
+async def _follow_recent(plugin: PluginContext, plex: Plex, interval: float) -> None:
     """Bring the availability index up to date from the recently-added list (read already,
     so this costs a call only for what is new), once across processes."""
     key = availability.index_key(plex)
     index = await plugin.cache.get(key)
-    got = await plex.fetch_recently_added(RECENT_SIZE, ttl=RECENT_INTERVAL)
+    got = await plex.fetch_recently_added(RECENT_SIZE, ttl=interval)
     sections = await plex.fetch_sections(ttl=SECTIONS_TTL)
     if index is None or got.error or sections.error or not got.value or not sections.value:
         return  # no full scan yet, or nothing fresh to go by
@@ -252,7 +267,7 @@ async def _follow_recent(plugin: PluginContext, plex: Plex) -> None:
         return {"done": True}
 
     await plugin.cache.get_or_compute(
-        f"plex:availability-recent:{digest}", FULL_SCAN_INTERVAL, follow
+        f"plex:availability-recent:{digest}", _full_scan_interval(plugin), follow
     )
 
 
@@ -271,7 +286,11 @@ async def poll_full_scan(plugin: PluginContext) -> None:
     marker = f"plex:full-scan:{availability.fingerprint(plex)}"
     if await plugin.cache.get(availability.index_key(plex)) is None:
         await plugin.cache.delete(marker)
-    await plugin.cache.get_or_compute(marker, FULL_SCAN_INTERVAL, scan)
+    await plugin.cache.get_or_compute(marker, _full_scan_interval(plugin), scan)
+
+
+def _full_scan_interval(plugin: PluginContext) -> float:
+    return float(plugin.settings.full_scan_interval)
 
 
 async def _announce_index(plugin: PluginContext, index: Mapping[str, Any]) -> None:
@@ -284,35 +303,8 @@ async def _announce_index(plugin: PluginContext, index: Mapping[str, Any]) -> No
     await plugin.media_changed()
 
 
-def _fingerprint(data: Any) -> str:
-    if isinstance(data, Fetched):
-        body = [data.value, str(data.error) if data.error is not None else ""]
-    else:
-        body = [data, ""]
-    return hashlib.sha256(orjson.dumps(body, default=str)).hexdigest()
-
-
 async def server_token_changed(plugin: PluginContext) -> None:
     """Tell open dashboards (and the widgets' shared views) that the server's token changed."""
-    for topic in (STATUS_TOPIC, SESSIONS_TOPIC, RECENT_TOPIC, LIBRARIES_TOPIC):
-        await plugin.cache.delete(f"plex:announced:{topic}")
-        await plugin.publish(topic, "updated", {"ok": True})
-
-
-async def announce(
-    plugin: PluginContext,
-    topic: str,
-    data: Fetched[Any] | NotReady,
-    summary: Mapping[str, Any],
-) -> None:
-    """Publish ``topic`` when what its widget shows has changed since the last announcement
-    (remembered in the shared cache, so that several processes announce a change once)."""
-    mark = _fingerprint(data)
-    key = f"plex:announced:{topic}"
-    if await plugin.cache.get(key) == mark:
-        return
-    await plugin.cache.set(key, mark, max(600.0, FULL_SCAN_INTERVAL))
-    ok = isinstance(data, Fetched) and data.error is None
-    if isinstance(data, Fetched) and data.error is not None:
-        plugin.log.warning("%s: %s", topic, data.error)
-    await plugin.publish(topic, "updated", {"ok": ok, **summary})
+    for coordinator in WIDGETS:
+        await coordinator.forget(plugin)
+        await plugin.publish(coordinator.topic_of(plugin.name), "updated", {"ok": True})

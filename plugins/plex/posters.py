@@ -34,7 +34,7 @@ async def _shown(plugin: PluginContext, rating_key: str) -> bool:
     index = await plugin.cache.get(availability.index_key(plex))
     if index is not None and (rating_key in index["movies"] or rating_key in index["shows"]):
         return True
-    recent = await pollers.recent(plugin)
+    recent = await pollers.RECENT.latest(plugin)
     return (
         not isinstance(recent, NotReady)
         and recent.value is not None

@@ -1,5 +1,5 @@
-"""The Plex widgets' loaders. They read what the pollers keep fresh in the cache (the same calls
-with the same TTL), so viewers add no calls to the server; who watches what is for admins."""
+"""The Plex widgets' loaders. They show what the coordinators read last, so viewers add no calls
+to the server; who watches what is for admins."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ def _is_admin(request: web.Request | None) -> bool:
 
 async def load_status(plugin: PluginContext) -> Fetched[Any] | NotReady:
     """The server's name, version and platform."""
-    return await pollers.status(plugin)
+    return await pollers.STATUS.latest(plugin)
 
 
 async def load_now_playing(
     plugin: PluginContext, request: web.Request
 ) -> Fetched[NowPlaying] | NotReady:
     """Who plays what, how far, direct play or transcode, for admins; a count for others."""
-    data = await pollers.playing(plugin)
+    data = await pollers.SESSIONS.latest(plugin)
     if isinstance(data, NotReady) or data.value is None or _is_admin(request):
         return data
     return replace(data, value=data.value.count_only())
@@ -37,9 +37,9 @@ async def load_now_playing(
 
 async def load_recent(plugin: PluginContext) -> Fetched[Recent] | NotReady:
     """The newest films, seasons and albums, with their posters."""
-    return await pollers.recent(plugin)
+    return await pollers.RECENT.latest(plugin)
 
 
 async def load_libraries(plugin: PluginContext) -> Fetched[Libraries] | NotReady:
     """How many films, series, episodes... each watched library holds."""
-    return await pollers.libraries(plugin)
+    return await pollers.LIBRARIES.latest(plugin)

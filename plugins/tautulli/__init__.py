@@ -1,7 +1,8 @@
 """Tautulli: what the Plex server is streaming now, watch statistics and recently watched.
 
 Hook implementations only; the calls are in ``client``, the widgets' loaders in ``widgets``
-and the background refreshes in ``pollers``.
+and the background refreshes (a coordinator per widget, which also gives each its topic) in
+``pollers``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from medianest import HealthResult, PluginContext, Poller, Widget, hookimpl
+from medianest import HealthResult, PluginContext, Widget, hookimpl
 
 from . import pollers, widgets
 from .client import LABEL, client_for, trial
@@ -37,7 +38,7 @@ def register_widgets() -> list[Widget]:
             "Current activity",
             "activity.html",
             widgets.load_activity,
-            topic=pollers.ACTIVITY_TOPIC,
+            coordinator=pollers.ACTIVITY,
             audience="role",
         ),
         Widget(
@@ -45,7 +46,7 @@ def register_widgets() -> list[Widget]:
             "Watch statistics",
             "stats.html",
             widgets.load_stats,
-            topic=pollers.STATS_TOPIC,
+            coordinator=pollers.STATS,
             audience="role",
         ),
         Widget(
@@ -53,20 +54,10 @@ def register_widgets() -> list[Widget]:
             "Recently watched",
             "history.html",
             widgets.load_history,
-            topic=pollers.HISTORY_TOPIC,
+            coordinator=pollers.HISTORY,
             audience="role",
         ),
     ]
-
-
-@hookimpl
-def register_pollers() -> list[Poller]:
-    return pollers.pollers()
-
-
-@hookimpl
-def register_ws_topics() -> list[str]:
-    return list(pollers.TOPICS)
 
 
 @hookimpl

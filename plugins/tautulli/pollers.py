@@ -1,23 +1,18 @@
 """Background refreshes of Tautulli's data, shared by every viewer.
 
-Each poller runs the widget's own call with the cache TTL equal to its interval, so however many
-people watch and however many MediaNest processes run, Tautulli is asked once per interval. When
-the answer changed, it announces it on the widget's topic and open dashboards re-render.
+One coordinator per widget reads the widget's call every interval (a setting), with the cache
+TTL equal to the interval, so however many people watch and however many MediaNest processes
+run, Tautulli is asked once per interval. When the answer changed, the coordinator announces it
+on the widget's topic (once across processes) and open dashboards re-render.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
 from typing import Any
 
-from medianest import Fetched, PluginContext, Poller
+from medianest import Coordinator, Fetched, PluginContext
 
-from .client import Activity, client_for
-
-ACTIVITY_INTERVAL = 10.0
-HISTORY_INTERVAL = 60.0
-STATS_INTERVAL = 600.0
+from .client import Activity, History, WatchStats, client_for
 
 ACTIVITY_TOPIC = "tautulli.activity"
 STATS_TOPIC = "tautulli.stats"
@@ -25,44 +20,26 @@ HISTORY_TOPIC = "tautulli.history"
 TOPICS = [ACTIVITY_TOPIC, STATS_TOPIC, HISTORY_TOPIC]
 
 
-def pollers() -> list[Poller]:
-    # Read at start-up, so the intervals above are what the pollers use.
-    return [
-        Poller("activity", ACTIVITY_INTERVAL, poll_activity),
-        Poller("stats", STATS_INTERVAL, poll_stats),
-        Poller("history", HISTORY_INTERVAL, poll_history),
-    ]
-
-
-async def poll_activity(plugin: PluginContext) -> None:
+async def read_activity(plugin: PluginContext, interval: float) -> Fetched[Activity] | None:
     client = client_for(plugin)
-    if client is None:
-        return
-    fetched = await client.activity(ttl=ACTIVITY_INTERVAL)
-    summary: dict[str, Any] = {}
-    if fetched.value is not None:
-        summary = _counts(fetched.value)
-    await _announce(plugin, ACTIVITY_TOPIC, fetched, summary, ACTIVITY_INTERVAL)
+    return None if client is None else await client.activity(ttl=interval)
 
 
-async def poll_stats(plugin: PluginContext) -> None:
+async def read_stats(plugin: PluginContext, interval: float) -> Fetched[WatchStats] | None:
     client = client_for(plugin)
-    if client is None:
-        return
-    fetched = await client.watch_stats(ttl=STATS_INTERVAL)
-    await _announce(plugin, STATS_TOPIC, fetched, {}, STATS_INTERVAL)
+    return None if client is None else await client.watch_stats(ttl=interval)
 
 
-async def poll_history(plugin: PluginContext) -> None:
+async def read_history(plugin: PluginContext, interval: float) -> Fetched[History] | None:
     client = client_for(plugin)
-    if client is None:
-        return
-    fetched = await client.history(ttl=HISTORY_INTERVAL)
-    await _announce(plugin, HISTORY_TOPIC, fetched, {}, HISTORY_INTERVAL)
+    return None if client is None else await client.history(ttl=interval)
 
 
-def _counts(activity: Activity) -> dict[str, Any]:
+def _counts(fetched: Fetched[Activity] | None) -> dict[str, Any]:
     # Events reach every signed-in subscriber: counts only, never who watches what.
+    activity = fetched.value if fetched is not None else None
+    if activity is None:
+        return {}
     return {
         "streams": activity.stream_count,
         "transcodes": activity.transcodes,
@@ -70,26 +47,19 @@ def _counts(activity: Activity) -> dict[str, Any]:
     }
 
 
-def _fingerprint(fetched: Fetched[Any]) -> str:
-    value = fetched.value.model_dump_json() if fetched.value is not None else ""
-    error = str(fetched.error) if fetched.error is not None else ""
-    return hashlib.sha256(f"{error}\n{value}".encode()).hexdigest()
-
-
-async def _announce(
-    plugin: PluginContext,
-    topic: str,
-    fetched: Fetched[Any],
-    summary: Mapping[str, Any],
-    interval: float,
-) -> None:
-    """Publish ``topic`` when what its widget shows has changed since the last announcement
-    (remembered in the shared cache, so that several processes announce a change once)."""
-    mark = _fingerprint(fetched)
-    key = f"tautulli:announced:{topic}"
-    if await plugin.cache.get(key) == mark:
-        return
-    await plugin.cache.set(key, mark, max(60.0, interval * 3))
-    if fetched.error is not None:
-        plugin.log.warning("%s: %s", topic, fetched.error)
-    await plugin.publish(topic, "updated", {"ok": fetched.error is None, **summary})
+ACTIVITY: Coordinator[Fetched[Activity] | None] = Coordinator(
+    "activity",
+    read_activity,
+    interval=lambda settings: settings.activity_interval,
+    topic=ACTIVITY_TOPIC,
+    summary=_counts,
+)
+STATS: Coordinator[Fetched[WatchStats] | None] = Coordinator(
+    "stats", read_stats, interval=lambda settings: settings.stats_interval, topic=STATS_TOPIC
+)
+HISTORY: Coordinator[Fetched[History] | None] = Coordinator(
+    "history",
+    read_history,
+    interval=lambda settings: settings.history_interval,
+    topic=HISTORY_TOPIC,
+)

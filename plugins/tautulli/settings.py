@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field, HttpUrl, SecretStr
 
 
 class Settings(BaseModel):
-    """Where Tautulli answers, and the key of its API."""
+    """Where Tautulli answers, the key of its API, and how often its data is read."""
 
     url: HttpUrl | None = Field(
         default=None,
@@ -17,6 +17,28 @@ class Settings(BaseModel):
         default=None,
         title="API key",
         description="Tautulli → Settings → Web Interface → API key (turn the API on there)",
+    )
+    # How often each widget's data is read, in seconds: every viewer shares one read.
+    activity_interval: float = Field(
+        default=10.0,
+        ge=5,
+        le=600,
+        title="Current activity: seconds between reads",
+        description="How often Tautulli is asked what is playing (5 to 600)",
+    )
+    history_interval: float = Field(
+        default=60.0,
+        ge=10,
+        le=3600,
+        title="Recently watched: seconds between reads",
+        description="How often Tautulli is asked what was watched lately (10 to 3600)",
+    )
+    stats_interval: float = Field(
+        default=600.0,
+        ge=60,
+        le=86400,
+        title="Watch statistics: seconds between reads",
+        description="How often Tautulli is asked for its statistics (60 to 86400)",
     )
 
     @property

@@ -1,5 +1,5 @@
-"""The Tautulli widgets' loaders. They read what the pollers keep fresh in the cache (the same
-calls with the same TTL), so viewers add no upstream calls; who watches what is for admins."""
+"""The Tautulli widgets' loaders. They show what the coordinators read last, so viewers add no
+upstream calls; who watches what is for admins."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from medianest import Fetched, PluginContext, current_user
 
 from . import pollers
-from .client import Activity, History, WatchStats, client_for
+from .client import Activity, History, WatchStats
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,9 @@ async def load_activity(
     plugin: PluginContext, request: web.Request
 ) -> Fetched[Activity] | NotConfigured:
     """Streams, transcodes and bandwidth for everyone; who watches what for admins."""
-    client = client_for(plugin)
-    if client is None:
+    fetched = await pollers.ACTIVITY.latest(plugin)
+    if fetched is None:
         return NOT_CONFIGURED
-    fetched = await client.activity(ttl=pollers.ACTIVITY_INTERVAL)
     return _shown(fetched, request, Activity.counts_only)
 
 
@@ -50,10 +49,9 @@ async def load_stats(
     plugin: PluginContext, request: web.Request
 ) -> Fetched[WatchStats] | NotConfigured:
     """The most watched films and series; the most active users for admins only."""
-    client = client_for(plugin)
-    if client is None:
+    fetched = await pollers.STATS.latest(plugin)
+    if fetched is None:
         return NOT_CONFIGURED
-    fetched = await client.watch_stats(ttl=pollers.STATS_INTERVAL)
     return _shown(fetched, request, WatchStats.without_people)
 
 
@@ -61,8 +59,7 @@ async def load_history(
     plugin: PluginContext, request: web.Request
 ) -> Fetched[History] | NotConfigured:
     """What was watched lately; who watched it for admins only."""
-    client = client_for(plugin)
-    if client is None:
+    fetched = await pollers.HISTORY.latest(plugin)
+    if fetched is None:
         return NOT_CONFIGURED
-    fetched = await client.history(ttl=pollers.HISTORY_INTERVAL)
     return _shown(fetched, request, History.without_people)

@@ -18,7 +18,6 @@ from medianest import (
     MediaNotFound,
     NavItem,
     PluginContext,
-    Poller,
     Route,
     SearchResult,
     SeasonDetails,
@@ -55,19 +54,9 @@ def register_widgets() -> list[Widget]:
             title="Trending this week",
             template="trending.html",
             load=widgets.load_trending,
-            topic=pollers.TOPIC,
+            coordinator=pollers.DISCOVERY,
         )
     ]
-
-
-@hookimpl
-def register_pollers() -> list[Poller]:
-    return [Poller("discovery", pollers.INTERVAL, pollers.refresh_discovery)]
-
-
-@hookimpl
-def register_ws_topics() -> list[str]:
-    return [pollers.TOPIC]
 
 
 @hookimpl

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -40,26 +39,25 @@ class SearchQuery(ApiModel):
 
 
 async def discover_page(request: web.Request, plugin: PluginContext) -> web.StreamResponse:
-    """Trending, popular and upcoming films and series, from the lists the poller keeps."""
-    tmdb = TMDB(plugin)
+    """Trending, popular and upcoming films and series, from the lists the coordinator keeps."""
+    lists = await pollers.DISCOVERY.latest(plugin)
     sections = []
-    if tmdb.configured:
-        lists = await asyncio.gather(
-            *(tmdb.titles(name, ttl=pollers.INTERVAL) for name, _ in SECTIONS)
+    for name, heading in SECTIONS:
+        if lists is None:
+            break
+        got = lists[name]
+        sections.append(
+            {
+                "name": name,
+                "heading": heading,
+                "titles": got.value or [],
+                "problem": got.describe() or None,
+            }
         )
-        for (name, heading), got in zip(SECTIONS, lists, strict=True):
-            sections.append(
-                {
-                    "name": name,
-                    "heading": heading,
-                    "titles": got.value or [],
-                    "problem": got.describe() or None,
-                }
-            )
     return aiohttp_jinja2.render_template(
         "tmdb/discover.html",
         request,
-        {"configured": tmdb.configured, "sections": sections},
+        {"configured": lists is not None, "sections": sections},
     )
 
 

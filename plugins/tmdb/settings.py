@@ -11,7 +11,7 @@ V4_TOKEN_PREFIX = "eyJ"
 
 
 class Settings(BaseModel):
-    """Connection settings of the TMDB integration."""
+    """Connection settings of the TMDB integration, and how often its lists are read."""
 
     api_key: SecretStr | None = Field(
         default=None,
@@ -29,6 +29,14 @@ class Settings(BaseModel):
         pattern=r"^[A-Z]{2}$",
         title="Region",
         description="Release dates and upcoming films of this country, e.g. US, GB, FR",
+    )
+    discovery_interval: float = Field(
+        default=30 * 60.0,
+        ge=300,
+        le=86400,
+        title="Trending and popular lists: seconds between reads",
+        description="How often TMDB is asked for its trending, popular and upcoming lists, "
+        "which every viewer then shares (300 to 86400)",
     )
     api_url: HttpUrl = Field(
         default=HttpUrl("https://api.themoviedb.org"),

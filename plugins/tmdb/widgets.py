@@ -5,7 +5,7 @@ from __future__ import annotations
 from medianest import ApiModel, Fetched, PluginContext
 
 from . import pollers
-from .client import TMDB, Title
+from .client import Title
 
 SHOWN = 6
 
@@ -18,10 +18,10 @@ class Shelf(ApiModel):
 
 
 async def load_trending(plugin: PluginContext) -> Fetched[Shelf] | Shelf:
-    tmdb = TMDB(plugin)
-    if not tmdb.configured:
+    # The coordinator keeps this list fresh; a widget never waits out a rate limit.
+    lists = await pollers.DISCOVERY.latest(plugin)
+    if lists is None:
         return Shelf(configured=False)
-    # The poller keeps this list fresh; a widget never waits out a rate limit.
-    got = await tmdb.titles("trending", ttl=pollers.INTERVAL, wait=False)
+    got = lists["trending"]
     shelf = None if got.value is None else Shelf(titles=got.value[:SHOWN])
     return Fetched(shelf, got.fetched_at, got.error)

@@ -25,12 +25,13 @@ def register_settings_model() -> type[BaseModel]:
 
 @hookimpl
 def activate(plugin: PluginContext) -> None:
-    plugin.state[SENDER] = Sender(plugin.log)
+    plugin.state[SENDER] = Sender(plugin.log, plugin.spawn)
 
 
 @hookimpl
 async def deactivate(plugin: PluginContext) -> None:
-    # Notices still waiting for a retry are dropped with the settings they were sent under.
+    # Notices still waiting for a retry were dropped with the settings they were sent under
+    # (their tasks are the plugin's: stopped before this is called).
     running: Sender | None = plugin.state.pop(SENDER, None)
     if running is not None:
         await running.close()

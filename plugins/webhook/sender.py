@@ -31,7 +31,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -321,28 +321,25 @@ class Outcome:
 
 
 class Sender:
-    """Delivers notices in the background while the plugin is active, each on its own task
-    with its own retries; :meth:`close` cancels what is still waiting."""
+    """Delivers notices in the background while the plugin is active, each on a task of the
+    plugin's own (``spawn``, cancelled when the plugin is deactivated) with its own retries."""
 
-    def __init__(self, log: logging.Logger) -> None:
+    def __init__(self, log: logging.Logger, spawn: Callable[..., asyncio.Task[Any]]) -> None:
         self._log = log
+        self._spawn = spawn
         # Made with the first notice, inside the event loop.
         self._http: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.pending = 0
         self.last: Outcome | None = None
-
-    @property
-    def pending(self) -> int:
-        return len(self._tasks)
 
     def send(self, notice: Notice, settings: Settings) -> None:
         """Deliver ``notice`` in the background; returns at once."""
-        self._spawn(self.deliver(notice, settings))
+        task = self._spawn(self.deliver(notice, settings), name=f"delivering {notice.kind}")
+        self.pending += 1
+        task.add_done_callback(self._delivered)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _delivered(self, _: asyncio.Task[Any]) -> None:
+        self.pending -= 1
 
     async def deliver(self, notice: Notice, settings: Settings) -> None:
         """Post ``notice`` until the receiver takes it, it refuses it, or the attempts are
@@ -378,11 +375,6 @@ class Sender:
         self.last = Outcome(True, datetime.now(UTC), f"HTTP {status}")
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks:
-            self._log.info("%d notifications still being retried were dropped", len(tasks))
+        """Close the connections (the deliveries still being retried are stopped by then)."""
         if self._http is not None:
             await self._http.close()

@@ -101,11 +101,6 @@ def activate(plugin: PluginContext) -> None:
         )
 
 
-@hookimpl
-async def deactivate(plugin: PluginContext) -> None:
-    await downloader.stop_collecting(plugin)
-
-
 async def tend_queue(plugin: PluginContext) -> None:
     """Fail or retry downloads whose worker died, and hand waiting ones to the queue."""
     settings: Settings = plugin.settings

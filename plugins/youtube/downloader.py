@@ -35,7 +35,6 @@ from .settings import Settings
 
 INCOMING = ".incoming"
 # The collections being made beside the jobs, in the plugin's state.
-COLLECTING = "collecting"
 # Progress events per job and second, at most; the row is written less often.
 EVENTS_PER_SECOND = 4
 ROW_EVERY = 1.0
@@ -473,30 +472,12 @@ async def download_job(plugin: PluginContext, run: JobRun, download_id: str) -> 
 
 def collect_in_background(plugin: PluginContext, title: str, files: list[str]) -> None:
     """Have the media servers gather ``files`` in the collection ``title``, beside the job
-    (they may take minutes to add the files first). The tasks are kept until they end, and
-    cancelled when the plugin is deactivated."""
-    tasks: set[asyncio.Task[None]] = plugin.state.setdefault(COLLECTING, set())
-    task = asyncio.create_task(_collect(plugin, title, files), name=f"collect {title}")
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-async def _collect(plugin: PluginContext, title: str, files: list[str]) -> None:
-    # A media server's failure is logged once by the plugin registry; this catches the rest.
-    try:
-        await plugin.call_hook("collect_media", title=title, paths=files)
-    except Exception:
-        plugin.log.exception("asking the media server for the collection %s failed", title)
-
-
-async def stop_collecting(plugin: PluginContext) -> None:
-    """Give up the collections still waiting for their media server."""
-    tasks: set[asyncio.Task[None]] = plugin.state.pop(COLLECTING, set())
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=5)
-        plugin.log.info("gave up %d collection(s) still waiting for the media server", len(tasks))
+    (they may take minutes to add the files first); given up if the plugin is deactivated."""
+    # A media server's failure is logged once by the plugin registry; anything else, by spawn.
+    plugin.spawn(
+        plugin.call_hook("collect_media", title=title, paths=files),
+        name=f"collecting {title}",
+    )
 
 
 async def _watch(
