@@ -22,9 +22,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
-from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from conftest import (
     ADMIN,
@@ -43,7 +41,7 @@ from medianest import FulfilmentResult, Progress, RequestInfo
 from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
-from medianest.testing import FakeArr, FakeRadarr, FakeSonarr
+from medianest.testing import Events, FakeArr, FakeRadarr, FakeSonarr, subscribe
 
 PLUGIN = "arr"
 SETTINGS_URL = f"/api/v1/plugins/{PLUGIN}/settings"
@@ -99,18 +97,14 @@ def instance(fake: FakeArr, name: str, **extra: Any) -> dict[str, Any]:
 
 
 async def configure(
-    client: TestClient,
+    client: Client,
     *,
     sonarr: list[dict[str, Any]] = (),  # type: ignore[assignment]
     radarr: list[dict[str, Any]] = (),  # type: ignore[assignment]
     enable: bool = True,
 ) -> None:
-    resp = await client.put(SETTINGS_URL, json={"sonarr": list(sonarr), "radarr": list(radarr)})
-    assert resp.status == 200, await resp.text()
-    if enable:
-        resp = await client.post(f"/api/v1/plugins/{PLUGIN}/enable")
-        assert resp.status == 200, await resp.text()
-        assert (await resp.json())["status"] == "active"
+    body = {"sonarr": list(sonarr), "radarr": list(radarr)}
+    await client.configure(PLUGIN, body, enable=enable)
 
 
 async def portal(
@@ -167,51 +161,6 @@ def items(page: str, css_class: str) -> list[str]:
     return [text(item) for item in re.findall(r"<li[^>]*>(.*?)</li>", found[1], re.S)]
 
 
-class Events:
-    """What a websocket client receives, kept, so that events of several topics can be waited
-    for in any order."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.unread: list[dict[str, Any]] = []
-
-    async def next(
-        self, topic: str, event: str | None = None, within: float = 5.0, **expected: Any
-    ) -> dict[str, Any]:
-        """The first event not read yet on ``topic`` (named ``event``) whose data has the
-        ``expected`` values."""
-
-        def matches(message: dict[str, Any]) -> bool:
-            data = message.get("data", {})
-            return (
-                message.get("topic") == topic
-                and (event is None or message.get("event") == event)
-                and all(data.get(k) == v for k, v in expected.items())
-            )
-
-        deadline = time.monotonic() + within
-        while True:
-            for message in self.unread:
-                if matches(message):
-                    self.unread.remove(message)
-                    return message
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {topic} {event or ''} {expected} in {self.unread}")
-            try:
-                msg = await self.ws.receive(timeout=left)
-            except TimeoutError:
-                continue
-            assert msg.type is WSMsgType.TEXT, msg
-            self.unread.append(orjson.loads(msg.data))
-
-
-async def subscribe(ws: Any, topics: list[str]) -> None:
-    await ws.send_json({"action": "subscribe", "topics": topics})
-    reply = orjson.loads((await ws.receive(timeout=2)).data)
-    assert reply == {"type": "subscribed", "topics": topics}
-
-
 def request(
     media_type: str,
     title: str,
@@ -244,15 +193,10 @@ BREAKING_BAD = request("tv", "Breaking Bad", {"tvdb": "81189", "tmdb": "1396"}, 
 # --- settings and the connection test --------------------------------------------------------
 
 
-async def _saved(client: TestClient) -> dict[str, Any]:
-    return dict((await (await client.get(f"/api/v1/plugins/{PLUGIN}")).json())["settings"])
-
-
-async def _refusal(client: TestClient, body: dict[str, Any]) -> list[dict[str, str]]:
-    resp = await client.put(SETTINGS_URL, json=body)
-    answer = await resp.json()
-    assert resp.status == 422, answer
-    return list(answer["error"]["details"])
+async def _refusal(client: Client, body: dict[str, Any]) -> list[dict[str, Any]]:
+    refused = await client.refusal(PLUGIN, body)
+    assert refused.status == 422
+    return refused.details
 
 
 async def test_masked_keys_stay_with_their_instances_when_the_api_reorders_them(
@@ -262,7 +206,7 @@ async def test_masked_keys_stay_with_their_instances_when_the_api_reorders_them(
     async with FakeSonarr(root_folders=["/anime"], api_key="a" * 32) as anime:
         main, other = instance(sonarr, "Sonarr"), instance(anime, "Sonarr Anime")
         await configure(client, sonarr=[main, other], enable=False)
-        saved = await _saved(client)
+        saved = await client.saved_settings(PLUGIN)
         assert [i["api_key"] for i in saved["sonarr"]] == ["••••", "••••"]
         # Sent back as shown, in the other order: each key stays with its instance, so each
         # server is asked with its own key (the connection test would be refused otherwise).
@@ -274,7 +218,10 @@ async def test_masked_keys_stay_with_their_instances_when_the_api_reorders_them(
         assert resp.status == 200, await resp.text()
         assert sonarr.calls["GET /api/v3/system/status"] > asked[0]
         assert anime.calls["GET /api/v3/system/status"] > asked[1]
-        assert [i["name"] for i in (await _saved(client))["sonarr"]] == ["Sonarr Anime", "Sonarr"]
+        assert [i["name"] for i in (await client.saved_settings(PLUGIN))["sonarr"]] == [
+            "Sonarr Anime",
+            "Sonarr",
+        ]
         assert (await client.post(f"/api/v1/plugins/{PLUGIN}/enable")).status == 200
         health = await (await client.get(f"/api/v1/plugins/{PLUGIN}/health")).json()
         assert [(c["name"], c["status"]) for c in health["checks"]] == [
@@ -298,7 +245,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     )
     assert details == [{"field": "Sonarr", "message": "Sonarr refused the API key."}]
     assert sonarr.calls["GET /api/v3/system/status"] == 1  # it really asked
-    assert await _saved(client) == {}
+    assert await client.saved_settings(PLUGIN) == {}
 
     # An address where nothing answers, a Radarr listed as a Sonarr, a profile and a folder the
     # server does not have: each said in words.
@@ -318,13 +265,13 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     # Two instances of one kind need names of their own.
     details = await _refusal(client, {"radarr": [good_radarr, good_radarr]})
     assert "two Radarr instances are named 'Radarr'" in details[0]["message"]
-    assert await _saved(client) == {}
+    assert await client.saved_settings(PLUGIN) == {}
 
     # The right settings are tried, then saved, every key masked from then on.
     before = radarr.calls["GET /api/v3/system/status"]
     await configure(client, sonarr=[good_sonarr], radarr=[good_radarr], enable=False)
     assert radarr.calls["GET /api/v3/system/status"] == before + 1
-    saved = await _saved(client)
+    saved = await client.saved_settings(PLUGIN)
     assert [i["name"] for i in saved["sonarr"]] == ["Sonarr"]
     for kind in ("sonarr", "radarr"):
         assert saved[kind][0]["api_key"] == "••••"

@@ -48,7 +48,7 @@ from medianest import ApiModel, Availability, PluginContext, Route, SeasonAvaila
 from medianest.core import hookspecs
 from medianest.core.keys import REGISTRY
 from medianest.core.settings import Settings, load_settings
-from medianest.testing import FakePlexMediaServer, FakePlexTV, PlexAccount
+from medianest.testing import FakePlexMediaServer, FakePlexTV, PlexAccount, subscribe
 from medianest.testing.pms import OTHER_VIDEOS
 
 PLUGIN = "plex"
@@ -109,15 +109,9 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def configure(
-    client: TestClient, pms: FakePlexMediaServer, *, enable: bool = True, **extra: Any
+    client: Client, pms: FakePlexMediaServer, *, enable: bool = True, **extra: Any
 ) -> None:
-    body = {"url": pms.url, "token": TOKEN} | extra
-    resp = await client.put(SETTINGS_URL, json=body)
-    assert resp.status == 200, await resp.text()
-    if enable:
-        resp = await client.post(f"/api/v1/plugins/{PLUGIN}/enable")
-        assert resp.status == 200, await resp.text()
-        assert (await resp.json())["status"] == "active"
+    await client.configure(PLUGIN, {"url": pms.url, "token": TOKEN} | extra, enable=enable)
 
 
 async def portal(
@@ -198,12 +192,6 @@ async def receive_event(
             return dict(message)
 
 
-async def subscribe(ws: Any, topics: list[str]) -> None:
-    await ws.send_json({"action": "subscribe", "topics": topics})
-    answer = orjson.loads((await ws.receive(timeout=2)).data)
-    assert answer == {"type": "subscribed", "topics": topics}
-
-
 async def health(client: TestClient) -> dict[str, Any]:
     [check] = (await (await client.get(f"/api/v1/plugins/{PLUGIN}/health")).json())["checks"]
     return dict(check)
@@ -212,16 +200,11 @@ async def health(client: TestClient) -> dict[str, Any]:
 # --- settings and the connection test --------------------------------------------------------
 
 
-async def _saved(client: TestClient) -> dict[str, Any]:
-    return dict((await (await client.get(f"/api/v1/plugins/{PLUGIN}")).json())["settings"])
-
-
-async def _refusal(client: TestClient, body: dict[str, Any]) -> str:
-    resp = await client.put(SETTINGS_URL, json=body)
-    answer = await resp.json()
-    assert resp.status == 422, answer
-    assert "could not connect with these settings; nothing was saved" in answer["error"]["message"]
-    return str(answer["error"]["details"][0]["message"])
+async def _refusal(client: Client, body: dict[str, Any]) -> str:
+    refused = await client.refusal(PLUGIN, body)
+    assert refused.status == 422
+    assert "could not connect with these settings; nothing was saved" in refused.message
+    return str(refused.details[0]["message"])
 
 
 async def test_settings_are_saved_only_after_a_real_connection_test(
@@ -233,7 +216,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     reason = await _refusal(client, {"url": pms.url, "token": "not-the-token"})
     assert reason == "Plex refused the token: check it (it must be the server owner's)."
     assert pms.calls["GET /identity"] == 1 and pms.calls["GET /"] == 1  # it really asked
-    assert await _saved(client) == {}
+    assert await client.saved_settings(PLUGIN) == {}
 
     # A library the server does not have, and an address where nothing answers.
     reason = await _refusal(client, {"url": pms.url, "token": TOKEN, "libraries": "Films"})
@@ -249,7 +232,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     reason = await _refusal(client, {"url": pms.url, "token": TOKEN})
     assert reason == "Plex sent an answer MediaNest could not use"
     pms.faults.clear()
-    assert await _saved(client) == {}
+    assert await client.saved_settings(PLUGIN) == {}
 
     # The right token, with libraries named as the admin form sends them: tried, then saved.
     before = pms.calls["GET /library/sections"]
@@ -258,7 +241,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     )
     assert resp.status == 200, await resp.text()
     assert pms.calls["GET /library/sections"] == before + 1
-    saved = await _saved(client)
+    saved = await client.saved_settings(PLUGIN)
     assert saved["url"].rstrip("/") == pms.url
     assert saved["token"] == "••••"
     assert saved["libraries"] == ["movies", "2"]
@@ -278,7 +261,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     # A later wrong token is refused and the working settings stay, with their one client.
     reason = await _refusal(client, {"url": pms.url, "token": "stale"})
     assert "refused the token" in reason
-    assert (await _saved(client))["libraries"] == ["movies", "2"]
+    assert (await client.saved_settings(PLUGIN))["libraries"] == ["movies", "2"]
     assert len(client.app[REGISTRY].context(PLUGIN).service_clients()) == 1
 
     # Plex gone: its health says so.

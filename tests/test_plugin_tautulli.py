@@ -67,13 +67,8 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(coordinator, "interval", FAST)
 
 
-async def configure(client: TestClient, fake: FakeTautulli, *, enable: bool = True) -> None:
-    resp = await client.put(SETTINGS_URL, json={"url": fake.url, "api_key": fake.apikey})
-    assert resp.status == 200, await resp.text()
-    if enable:
-        resp = await client.post(f"/api/v1/plugins/{PLUGIN}/enable")
-        assert resp.status == 200, await resp.text()
-        assert (await resp.json())["status"] == "active"
+async def configure(client: Client, fake: FakeTautulli, *, enable: bool = True) -> None:
+    await client.configure(PLUGIN, {"url": fake.url, "api_key": fake.apikey}, enable=enable)
 
 
 async def portal(make_client: MakeClient, settings: Settings, fake: FakeTautulli) -> Client:
@@ -174,16 +169,11 @@ class Events:
 # --- settings and the connection test --------------------------------------------------------
 
 
-async def _saved(client: TestClient) -> dict[str, Any]:
-    return dict((await (await client.get(f"/api/v1/plugins/{PLUGIN}")).json())["settings"])
-
-
-async def _refusal(client: TestClient, body: dict[str, Any]) -> str:
-    resp = await client.put(SETTINGS_URL, json=body)
-    answer = await resp.json()
-    assert resp.status == 422, answer
-    assert "could not connect with these settings; nothing was saved" in answer["error"]["message"]
-    return str(answer["error"]["details"][0]["message"])
+async def _refusal(client: Client, body: dict[str, Any]) -> str:
+    refused = await client.refusal(PLUGIN, body)
+    assert refused.status == 422
+    assert "could not connect with these settings; nothing was saved" in refused.message
+    return str(refused.details[0]["message"])
 
 
 async def test_settings_are_saved_only_after_a_real_connection_test(
@@ -195,7 +185,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     reason = await _refusal(client, {"url": fake.url, "api_key": "0" * 32})
     assert reason == "Tautulli refused MediaNest's API key: Invalid apikey"
     assert fake.calls["GET /api/v2"] == 1  # it really asked
-    assert await _saved(client) == {}
+    assert await client.saved_settings(PLUGIN) == {}
 
     # Tautulli's API turned off: said in Tautulli's words.
     fake.api_enabled = False
@@ -210,14 +200,14 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
         closed = gone.url
     reason = await _refusal(client, {"url": closed, "api_key": fake.apikey})
     assert reason == "Tautulli is unreachable"
-    assert await _saved(client) == {}
+    assert await client.saved_settings(PLUGIN) == {}
 
     # The right key is tried, then saved (the key masked from then on).
     before = fake.commands["get_tautulli_info"]
     resp = await client.put(SETTINGS_URL, json={"url": fake.url, "api_key": fake.apikey})
     assert resp.status == 200, await resp.text()
     assert fake.commands["get_tautulli_info"] == before + 1
-    saved = await _saved(client)
+    saved = await client.saved_settings(PLUGIN)
     assert saved["url"].rstrip("/") == fake.url
     assert saved["api_key"] == "••••"
 
@@ -235,7 +225,7 @@ async def test_settings_are_saved_only_after_a_real_connection_test(
     # connection test's own client is gone, so the admin page lists Tautulli once.
     reason = await _refusal(client, {"url": fake.url, "api_key": "f" * 32})
     assert "Invalid apikey" in reason
-    assert (await _saved(client))["url"] == saved["url"]
+    assert (await client.saved_settings(PLUGIN))["url"] == saved["url"]
     assert len(client.app[REGISTRY].context(PLUGIN).service_clients()) == 1
 
 

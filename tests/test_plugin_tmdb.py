@@ -104,10 +104,6 @@ async def _first_poll(tmdb: FakeTMDB) -> None:
     await wait_for(polled)
 
 
-async def _saved(client: Any) -> dict[str, Any]:
-    return dict((await (await client.get("/api/v1/plugins/tmdb")).json())["settings"])
-
-
 def _item(page: str, tmdb_id: int) -> str:
     found = re.search(
         rf'<li class="poster-card" data-tmdb-id="{tmdb_id}".*?</li>', page, flags=re.DOTALL
@@ -134,7 +130,7 @@ async def test_settings_are_saved_only_after_tmdb_accepts_the_key(
         "Invalid API key: You must be granted a valid key."
     )
     assert tmdb.calls["GET /3/configuration"] == 1
-    assert await _saved(client) == {}
+    assert await client.saved_settings("tmdb") == {}
 
     # A malformed language is refused before TMDB is asked anything.
     bad_language = {"api_key": tmdb.api_key, "api_url": tmdb.url, "language": "english"}
@@ -146,7 +142,7 @@ async def test_settings_are_saved_only_after_tmdb_accepts_the_key(
     good = {"api_key": f" {tmdb.api_key}\n", "api_url": tmdb.url, "language": "fr-FR"}
     resp = await client.put("/api/v1/plugins/tmdb/settings", json=good)
     assert resp.status == 200, await resp.text()
-    saved = await _saved(client)
+    saved = await client.saved_settings("tmdb")
     assert saved["api_key"] == "••••" and saved["language"] == "fr-FR"
     assert saved["region"] == "US" and saved["api_url"].startswith(tmdb.url)
     assert tmdb.calls["GET /3/configuration"] == 2

@@ -265,7 +265,7 @@ class Coordinator(Generic[T]):
 
     def poller(self) -> Poller:
         """The poller that runs this coordinator's rounds while its plugin is active."""
-        return Poller(self.name, self._until_due, self._run_due)
+        return Poller(self.name, self._until_due, self._run_due, coordinator=self)
 
     async def _run_due(self, plugin: PluginContext) -> None:
         now = asyncio.get_running_loop().time()

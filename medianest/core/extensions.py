@@ -316,6 +316,8 @@ class Poller:
     name: str
     interval: float | Callable[..., float]
     run: Callable[..., Awaitable[None]]
+    # The Coordinator whose rounds this poller runs, if any (see Coordinator.poller).
+    coordinator: Any = field(default=None, compare=False, repr=False)
 
 
 HealthStatus = Literal["ok", "degraded", "down", "unconfigured"]

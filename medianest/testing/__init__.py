@@ -10,7 +10,7 @@ from .arr import CatalogueMovie, CatalogueSeries, FakeArr, FakeRadarr, FakeSonar
 from .base import FakeServer, Faults
 from .plextv import FakePlexTV, PlexAccount, PlexServer
 from .pms import FakePlexMediaServer
-from .portal import Events, Portal, PortalClient, SettingsRefused
+from .portal import Events, Portal, PortalClient, SettingsRefused, subscribe
 from .tautulli import FakeTautulli, TautulliUser
 from .tmdb import FakeTMDB
 from .youtube import FakeYouTube
@@ -35,4 +35,5 @@ __all__ = [
     "PortalClient",
     "SettingsRefused",
     "TautulliUser",
+    "subscribe",
 ]

@@ -39,7 +39,8 @@ class SettingsRefused(AssertionError):
 
     def __init__(self, status: int, answer: dict[str, Any]) -> None:
         error = answer.get("error", {})
-        super().__init__(f"{status}: {error.get('message', answer)}")
+        self.message = str(error.get("message", answer))
+        super().__init__(f"{status}: {self.message}")
         self.status = status
         self.details: list[dict[str, Any]] = list(error.get("details") or [])
 
@@ -84,6 +85,13 @@ class Events:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def subscribe(ws: Any, topics: list[str]) -> None:
+    """Subscribe an open websocket of the portal to ``topics``; fails unless all are granted."""
+    await ws.send_json({"action": "subscribe", "topics": topics})
+    reply = orjson.loads((await ws.receive(timeout=5)).data)
+    assert reply == {"type": "subscribed", "topics": topics}, reply
 
 
 class PortalClient(TestClient):
@@ -170,9 +178,7 @@ class PortalClient(TestClient):
     async def subscribe(self, *topics: str) -> Events:
         """A websocket subscribed to ``topics``; close it with ``await events.close()``."""
         ws = await self.ws_connect("/ws")
-        await ws.send_json({"action": "subscribe", "topics": list(topics)})
-        reply = orjson.loads((await ws.receive(timeout=5)).data)
-        assert reply == {"type": "subscribed", "topics": list(topics)}, reply
+        await subscribe(ws, list(topics))
         return Events(ws)
 
     async def api_token(self, name: str = "tests") -> str:
@@ -274,14 +280,18 @@ class Portal:
         return client
 
     async def poll(self, plugin: str) -> None:
-        """Run one round of each of ``plugin``'s pollers now (it must be enabled): what they
-        fetch is cached and announced as on their interval."""
+        """Run one round of each of ``plugin``'s pollers now (it must be enabled), whatever
+        their schedule: a coordinator asks its service again (not what it cached within its
+        interval) and announces what changed, as on its interval."""
         registry = self.app[REGISTRY]
         record = registry.get(plugin)
         assert record.active, f"{plugin} is not active ({record.status}: {record.error})"
         context = registry.context(plugin)
         for poller in record.pollers:
-            await resolve(call_with(poller.run, plugin=context))
+            if poller.coordinator is not None:
+                await poller.coordinator.refresh_now(context, again=True)
+            else:
+                await resolve(call_with(poller.run, plugin=context))
 
     async def close(self) -> None:
         for client in reversed(self._clients):
