@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +22,8 @@ import pytest
 from conftest import free_port, require
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "medianest-example"
 PASSWORD = "a wheel's admin password"
+LEFT_OUT = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "data", "*_cache")
 
 
 def run(*args: str | Path, cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -41,8 +42,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except ImportError:
         require(False, "the 'build' package is not installed (pip install -e '.[test]')")
     base = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the tree without what a developer's checkout accumulates (a
+    # setuptools build/ folder left from an earlier layout would go into the wheel).
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*LEFT_OUT))
     dist = base / "dist"
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, ROOT, cwd=base)
+    run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, source, cwd=base)
     (wheel,) = dist.glob("medianest-*.whl")
     venv = base / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=base)
@@ -50,7 +55,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(pip, "install", "--quiet", wheel, cwd=base)
     # The example builds in its own isolated environment and installs against the wheel
     # above: nothing of the source tree is on its path.
-    run(pip, "install", "--quiet", EXAMPLE, cwd=base)
+    run(pip, "install", "--quiet", source / "examples" / "medianest-example", cwd=base)
     return venv / "bin"
 
 
