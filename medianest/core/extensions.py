@@ -460,3 +460,18 @@ class NavItem:
 
 Json = dict[str, Any] | list[Any]
 ResponseLike = web.StreamResponse | BaseModel | Json
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A gauge a plugin exports on ``/metrics``, read when Prometheus scrapes.
+
+    ``read`` takes ``plugin`` and returns the value: a number, or for a gauge with ``labels``
+    a mapping of label values (a tuple of them, or one string for one label) to numbers. The
+    gauge is read while the plugin is enabled; otherwise it is exported with no value.
+    """
+
+    name: str
+    description: str
+    read: Callable[..., Any]
+    labels: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ from .extensions import (
     FulfilmentResult,
     HealthResult,
     MediaDetails,
+    Metric,
     NavItem,
     Notice,
     PluginContext,
@@ -93,6 +94,11 @@ def register_sign_in_providers() -> list[SignInProvider]:
 @hookspec
 def register_template_dirs() -> list[Path]:
     """Return folders of Jinja templates this plugin's widgets and pages use."""
+
+
+@hookspec
+def register_metrics() -> list[Metric]:
+    """Return the gauges this plugin exports on ``/metrics``, read when they are scraped."""
 
 
 # --- lifecycle: when a plugin becomes active or inactive ---------------------------------

@@ -34,6 +34,7 @@ from .db import writing
 from .extensions import (
     HealthResult,
     MediaNotFound,
+    Metric,
     PluginContext,
     Poller,
     Publisher,
@@ -91,6 +92,7 @@ class PluginRecord:
     topics: list[str] = field(default_factory=list)
     template_dirs: list[Path] = field(default_factory=list)
     sign_in_providers: list[SignInProvider] = field(default_factory=list)
+    metrics: list[Metric] = field(default_factory=list)
     # The last failure of each hook, shown on the admin page until the hook succeeds again.
     hook_errors: dict[str, str] = field(default_factory=dict)
 
@@ -209,6 +211,7 @@ class PluginRegistry:
             record.sign_in_providers = await self._registered(record, "register_sign_in_providers")
             model = await self._call_impl(record, "register_settings_model", {})
             record.settings_model = model if isinstance(model, type) else None
+            record.metrics = await self._registered(record, "register_metrics")
             for topic in record.topics:
                 self._topic_owner[topic] = record.name
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from medianest import (
     HealthResult,
     JobType,
+    Metric,
     NavItem,
     PluginContext,
     Poller,
@@ -49,6 +50,18 @@ def register_settings_model() -> type[BaseModel]:
 @hookimpl
 def register_template_dirs() -> list[Path]:
     return [TEMPLATES]
+
+
+@hookimpl
+def register_metrics() -> list[Metric]:
+    return [
+        Metric(
+            "medianest_downloads",
+            "YouTube downloads by status (read from the database when scraped).",
+            store.count_by_status,
+            labels=("status",),
+        )
+    ]
 
 
 @hookimpl

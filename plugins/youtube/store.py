@@ -335,3 +335,10 @@ async def reap(plugin: PluginContext, attempts: int) -> list[uuid.UUID]:
         if got is not None:
             await announce(plugin, got)
     return failed
+
+
+async def count_by_status(plugin: PluginContext) -> dict[str, int]:
+    """How many downloads there are of each status (the ``medianest_downloads`` gauge)."""
+    async with plugin.db.connect() as conn:
+        rows = await conn.execute(select(T.status, func.count()).group_by(T.status))
+        return {str(status): int(count) for status, count in rows}
