@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from .accounts.signin import limit_sign_in, sign_in, sign_in_problem
 from .core.api import ApiModel
-from .core.auth import ExternalIdentity, Permission, user_quota
+from .core.auth import ExternalIdentity, Permission, PermissionSpec, user_quota
 from .core.db import writing
 from .core.errors import ApiError
 from .core.extensions import (
@@ -69,6 +69,7 @@ __all__ = [
     "NavItem",
     "Notice",
     "Permission",
+    "PermissionSpec",
     "PluginContext",
     "Poller",
     "Progress",

@@ -20,6 +20,7 @@ import pluggy
 from aiohttp import web
 from pydantic import BaseModel
 
+from .auth import PermissionSpec
 from .extensions import (
     Availability,
     Event,
@@ -94,6 +95,15 @@ def register_sign_in_providers() -> list[SignInProvider]:
 @hookspec
 def register_template_dirs() -> list[Path]:
     """Return folders of Jinja templates this plugin's widgets and pages use."""
+
+
+@hookspec
+def register_permissions() -> list[PermissionSpec]:
+    """Return the permissions this plugin's routes and pages check (``Route(access=...)``).
+
+    The users admin offers them while the plugin is installed; ``default`` ones are given to
+    new users.
+    """
 
 
 @hookspec

@@ -27,6 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import audit, auth, hookspecs
+from .auth import CORE_PERMISSIONS, PermissionSpec
 from .bus import Bus
 from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
@@ -92,6 +93,7 @@ class PluginRecord:
     topics: list[str] = field(default_factory=list)
     template_dirs: list[Path] = field(default_factory=list)
     sign_in_providers: list[SignInProvider] = field(default_factory=list)
+    permissions: list[PermissionSpec] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     # The last failure of each hook, shown on the admin page until the hook succeeds again.
     hook_errors: dict[str, str] = field(default_factory=dict)
@@ -211,9 +213,57 @@ class PluginRegistry:
             record.sign_in_providers = await self._registered(record, "register_sign_in_providers")
             model = await self._call_impl(record, "register_settings_model", {})
             record.settings_model = model if isinstance(model, type) else None
+            record.permissions = await self._registered(record, "register_permissions")
             record.metrics = await self._registered(record, "register_metrics")
             for topic in record.topics:
                 self._topic_owner[topic] = record.name
+        self._check_permissions()
+
+    def _check_permissions(self) -> None:
+        """A plugin's permission named like another's is left out (the first one stands), and
+        a route that needs a permission nobody declares is shown as a failure."""
+        taken = {p.name: "medianest" for p in CORE_PERMISSIONS}
+        for record in self.records.values():
+            declared: list[PermissionSpec] = []
+            problems = []
+            for spec in record.permissions:
+                owner = taken.setdefault(spec.name, record.name)
+                if owner != record.name or spec.name in {d.name for d in declared}:
+                    problems.append(f"the permission {spec.name!r} is already {owner}'s")
+                else:
+                    declared.append(spec)
+            record.permissions = declared
+            self._note_problems(record, "register_permissions", problems)
+        for record in self.records.values():
+            problems = [
+                f"{route.method} {route.path} needs the permission {route.access!r}, which "
+                "neither MediaNest nor an installed plugin declares (it is closed)"
+                for route in record.routes
+                if route.access not in ("public", "user") and route.access not in taken
+            ]
+            self._note_problems(record, "register_routes", problems)
+
+    def _note_problems(self, record: PluginRecord, hook: str, problems: list[str]) -> None:
+        if problems:
+            message = "; ".join(problems)
+            self.note_failure(record.name, hook, ValueError(message))
+            log.error("plugin %s: %s", record.name, message)
+
+    def permissions(self) -> list[PermissionSpec]:
+        """What may be granted: the core's permissions, then those of every installed plugin
+        (enabled or not; a plugin that fails to import declares none)."""
+        found = list(CORE_PERMISSIONS)
+        for record in self.records.values():
+            if record.status != "import error":
+                found.extend(record.permissions)
+        return found
+
+    def default_permissions(self) -> frozenset[str]:
+        """The permissions a new user is given."""
+        return frozenset(p.name for p in self.permissions() if p.default)
+
+    def permission_label(self, name: str) -> str:
+        return next((p.label for p in self.permissions() if p.name == name), name)
 
     async def _registered(self, record: PluginRecord, hook: str) -> list[Any]:
         result = await self._call_impl(record, hook, {})

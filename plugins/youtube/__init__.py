@@ -23,6 +23,7 @@ from medianest import (
     JobType,
     Metric,
     NavItem,
+    PermissionSpec,
     PluginContext,
     Poller,
     Route,
@@ -50,6 +51,18 @@ def register_settings_model() -> type[BaseModel]:
 @hookimpl
 def register_template_dirs() -> list[Path]:
     return [TEMPLATES]
+
+
+@hookimpl
+def register_permissions() -> list[PermissionSpec]:
+    return [
+        PermissionSpec(
+            routes.PERMISSION,
+            "Download from YouTube",
+            "Download videos, playlists and channels into their folder of the library.",
+            default=True,
+        )
+    ]
 
 
 @hookimpl
@@ -96,7 +109,7 @@ def register_pollers() -> list[Poller]:
 
 @hookimpl
 def extra_nav_items(request: web.Request, plugin: PluginContext) -> list[NavItem]:
-    return [NavItem("YouTube", "/youtube", permission="youtube")]
+    return [NavItem("YouTube", "/youtube", permission=routes.PERMISSION)]
 
 
 @hookimpl

@@ -1,8 +1,9 @@
 """An example plugin: a greeting route, a ping event and a live dashboard widget.
 
 It imports only from ``medianest``, the plugin API, and shows each thing a plugin can add:
-a settings model, JSON routes with request and response models, a websocket topic and a
-dashboard widget with its own template that refreshes when the topic announces news.
+a settings model, JSON routes with request and response models, a permission of its own, a
+websocket topic and a dashboard widget with its own template that refreshes when the topic
+announces news.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from medianest import ApiModel, PluginContext, Route, Widget, hookimpl
+from medianest import ApiModel, PermissionSpec, PluginContext, Route, Widget, hookimpl
 
 TEMPLATES = Path(__file__).parent / "templates"
 TOPIC = "example.pings"
+# Who may send pings: a permission of the plugin's own, offered on the users admin page.
+PING = "example_ping"
 # The cache is shared by every MediaNest process (through Redis when configured), so the
 # widget shows the same last ping whichever process renders it.
 LAST_PING_KEY = "example:last-ping"
@@ -60,6 +63,15 @@ def register_template_dirs() -> list[Path]:
 
 
 @hookimpl
+def register_permissions() -> list[PermissionSpec]:
+    return [
+        PermissionSpec(
+            PING, "Send example pings", "Ping every open dashboard (example plugin).", default=True
+        )
+    ]
+
+
+@hookimpl
 def register_ws_topics() -> list[str]:
     return [TOPIC]
 
@@ -75,6 +87,7 @@ def register_routes() -> list[Route]:
             body=PingIn,
             response=Ping,
             summary="Publish a ping to every open dashboard",
+            access=PING,
         ),
     ]
 

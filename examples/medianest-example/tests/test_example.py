@@ -62,3 +62,29 @@ async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Pa
 
     refused = await client.post("/example/ping", json={"message": ""}, headers=csrf)
     assert refused.status == 422
+
+
+async def test_sending_pings_needs_the_plugins_own_permission(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/medianest.db", redis_url=None
+    )
+    client = await aiohttp_client(await create_app(settings))
+    csrf = await sign_in_as_admin(client)
+    await client.post("/api/v1/plugins/example/enable", headers=csrf)
+    permissions = await (await client.get("/api/v1/permissions")).json()
+    mine = [p for p in permissions["permissions"] if p["declared_by"] == "example"]
+    assert [(p["name"], p["default"]) for p in mine] == [("example_ping", True)]
+
+    # A user without it may read the greeting, not send a ping.
+    await create_local_user(client.app[ENGINE], "guest", "a long password", permissions=[])
+    guest = await aiohttp_client(client.server)
+    login = {"username": "guest", "password": "a long password"}
+    assert (await guest.post("/api/v1/auth/login", json=login)).status == 200
+    me = await (await guest.get("/api/v1/auth/me")).json()
+    headers = {"X-CSRF-Token": me["csrf_token"]}
+    refused = await guest.post("/example/ping", json={"message": "hi"}, headers=headers)
+    assert refused.status == 403
+    assert "Send example pings" in await refused.text()
+    assert (await guest.get("/example/hello")).status == 200
