@@ -6,6 +6,11 @@ This module is the public API for plugins: import what you need from here, never
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import warnings
+from typing import Any
+
 __version__ = "0.1.0"
 
 from .accounts.signin import limit_sign_in, sign_in, sign_in_problem
@@ -47,8 +52,9 @@ from .core.http import (
 )
 from .core.jobs import JobRun, JobType
 from .core.middleware import current_user, site_url
-from .core.models import YouTubeDownload
+from .core.models import JsonType, users_table
 from .core.probe import probe
+from .core.revisions import ENTRY_POINT_GROUP
 
 __all__ = [
     "ApiError",
@@ -63,6 +69,7 @@ __all__ = [
     "HttpAnswer",
     "JobRun",
     "JobType",
+    "JsonType",
     "MediaDetails",
     "MediaNotFound",
     "Metric",
@@ -84,7 +91,6 @@ __all__ = [
     "SignInProvider",
     "Unauthorised",
     "Widget",
-    "YouTubeDownload",
     "__version__",
     "current_user",
     "hookimpl",
@@ -95,5 +101,36 @@ __all__ = [
     "site_url",
     "tls_context",
     "user_quota",
+    "users_table",
     "writing",
 ]
+
+
+# Names that left the public API, kept for one release: name -> (the plugin that has it now,
+# its module in that plugin, the advice given).
+_MOVED = {
+    "YouTubeDownload": (
+        "youtube",
+        "models",
+        "the youtube plugin owns its table now: import YouTubeDownload from its models module "
+        "(medianest_plugins.youtube.models)",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module 'medianest' has no attribute {name!r}")
+    plugin, module, advice = moved
+    warnings.warn(
+        f"medianest.{name} is deprecated and goes in the next release: {advice}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    # Found as MediaNest finds the plugin: through its entry point.
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=plugin)
+    if not found:
+        raise AttributeError(f"medianest.{name} was the {plugin} plugin's, which is not installed")
+    package = next(iter(found)).load()
+    return getattr(importlib.import_module(f"{package.__name__}.{module}"), name)

@@ -17,31 +17,13 @@ import aiohttp
 import pytest
 from conftest import free_port, wait_for
 from sqlalchemy import inspect
+from tables import TABLES
 
 from medianest import __version__
 from medianest.core import db
 from medianest.core.settings import load_settings
 
 BUILT_IN = ["arr", "plex", "tautulli", "tmdb", "youtube"]
-TABLES = {
-    "users",
-    "sessions",
-    "media_items",
-    "requests",
-    "approvals",
-    "plugin_states",
-    "audit_log",
-    "user_identities",
-    "api_tokens",
-    "app_state",
-    # 0003: requests
-    "request_seasons",
-    "media_availability",
-    "season_availability",
-    "notifications",
-    # 0004: YouTube downloads
-    "youtube_downloads",
-}
 SCRIPT = Path(sys.executable).with_name("medianest")
 
 
@@ -344,7 +326,9 @@ def test_serve_refuses_a_database_that_is_behind(tmp_path: Path) -> None:
 def test_serve_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
     assert medianest("migrate", cwd=tmp_path).returncode == 0
     with closing(sqlite3.connect(tmp_path / "data" / "medianest.db")) as conn, conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999_newer'")
+        # Every branch's row (the core's and each plugin's) replaced by one unknown revision.
+        conn.execute("DELETE FROM alembic_version")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999_newer')")
     result = medianest("serve", "--port", str(free_port()), cwd=tmp_path, timeout=30)
     assert_clean_failure(result)
     assert "'9999_newer'" in result.stderr and "newer MediaNest" in result.stderr

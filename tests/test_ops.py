@@ -372,8 +372,9 @@ async def test_plugins_export_their_own_gauges_while_enabled(
 async def test_the_youtube_plugin_exports_its_downloads_by_status(
     make_client: MakeClient, sqlite_settings: Settings, tmp_path: Path
 ) -> None:
+    from medianest_plugins.youtube.models import YouTubeDownload
+
     from medianest.core.keys import ENGINE
-    from medianest.core.models import YouTubeDownload
 
     client = await make_client(sqlite_settings)
     library = tmp_path / "library"

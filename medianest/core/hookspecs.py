@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 from aiohttp import web
 from pydantic import BaseModel
+from sqlalchemy import MetaData
 
 from .auth import PermissionSpec
 from .extensions import (
@@ -95,6 +96,15 @@ def register_sign_in_providers() -> list[SignInProvider]:
 @hookspec
 def register_template_dirs() -> list[Path]:
     """Return folders of Jinja templates this plugin's widgets and pages use."""
+
+
+@hookspec
+def register_tables() -> MetaData:
+    """Return the SQLAlchemy ``MetaData`` of this plugin's own tables.
+
+    Their Alembic migrations are the scripts in the ``migrations`` folder of the plugin's
+    package, on a branch of their own; ``medianest migrate`` applies them with the core's.
+    """
 
 
 @hookspec

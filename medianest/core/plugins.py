@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pluggy
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
-from sqlalchemy import insert, select, update
+from sqlalchemy import MetaData, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import audit, auth, hookspecs
@@ -31,7 +31,7 @@ from .auth import CORE_PERMISSIONS, PermissionSpec
 from .bus import Bus
 from .cache import Cache
 from .crypto import DecryptionError, SecretBox, is_encrypted
-from .db import writing
+from .db import schema_status, writing
 from .extensions import (
     HealthResult,
     MediaNotFound,
@@ -47,10 +47,10 @@ from .extensions import (
 )
 from .jobs import JobQueue, PollerRunner
 from .models import PluginState
+from .revisions import ENTRY_POINT_GROUP, Branch, migrations_folder
 
 log = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = "medianest.plugins"
 BUS_CHANNEL = "plugins"
 
 Status = Literal["active", "inactive", "failed", "import error"]
@@ -93,6 +93,10 @@ class PluginRecord:
     topics: list[str] = field(default_factory=list)
     template_dirs: list[Path] = field(default_factory=list)
     sign_in_providers: list[SignInProvider] = field(default_factory=list)
+    # Its own tables (register_tables) and the folder of their migrations (its package's
+    # ``migrations``, known even when it fails to import).
+    tables: MetaData | None = None
+    migrations: Path | None = None
     permissions: list[PermissionSpec] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     # The last failure of each hook, shown on the admin page until the hook succeeds again.
@@ -180,6 +184,7 @@ class PluginRegistry:
                     version=version,
                     status="import error",
                     error=f"{type(exc).__name__}: {exc}",
+                    migrations=migrations_folder(ep.module),
                 )
                 continue
             self._register(ep.name, module, version)
@@ -190,6 +195,8 @@ class PluginRegistry:
         record = PluginRecord(
             name=name, module=module, version=version, description=_describe(module)
         )
+        if isinstance(module, ModuleType) and hasattr(module, "__path__"):
+            record.migrations = migrations_folder(module.__name__)
         self.records[name] = record
         try:
             self.pm.register(module, name=name)
@@ -213,6 +220,8 @@ class PluginRegistry:
             record.sign_in_providers = await self._registered(record, "register_sign_in_providers")
             model = await self._call_impl(record, "register_settings_model", {})
             record.settings_model = model if isinstance(model, type) else None
+            tables = await self._call_impl(record, "register_tables", {})
+            record.tables = tables if isinstance(tables, MetaData) else None
             record.permissions = await self._registered(record, "register_permissions")
             record.metrics = await self._registered(record, "register_metrics")
             for topic in record.topics:
@@ -248,6 +257,18 @@ class PluginRegistry:
             message = "; ".join(problems)
             self.note_failure(record.name, hook, ValueError(message))
             log.error("plugin %s: %s", record.name, message)
+
+    def branches(self) -> list[Branch]:
+        """The migrations of every installed plugin that has some."""
+        return [
+            Branch(
+                record.name,
+                record.migrations,
+                frozenset(record.tables.tables) if record.tables is not None else None,
+            )
+            for record in self.records.values()
+            if record.migrations is not None
+        ]
 
     def permissions(self) -> list[PermissionSpec]:
         """What may be granted: the core's permissions, then those of every installed plugin
@@ -390,9 +411,22 @@ class PluginRegistry:
         elif not record.enabled and record.status != "inactive":
             await self._deactivate(record)
 
+    async def _schema_problem(self, record: PluginRecord) -> str | None:
+        """Why the plugin's tables do not fit this version of it, if they do not."""
+        if record.migrations is None:
+            return None
+        (branch,) = [b for b in self.branches() if b.name == record.name]
+        status = (await schema_status(self._engine, [branch])).plugin(record.name)
+        return None if status is None or status.up_to_date else status.problem()
+
     async def _activate(self, record: PluginRecord) -> None:
         self.changes += 1
         self._contexts.pop(record.name, None)
+        problem = await self._schema_problem(record)
+        if problem is not None:
+            log.error("plugin %s cannot start: %s", record.name, problem)
+            record.status, record.error = "failed", problem
+            return
         try:
             ctx = self.context(record.name)
         except PluginSecretsUnreadable as exc:

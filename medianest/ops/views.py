@@ -111,14 +111,21 @@ async def components(app: web.Application) -> list[Component]:
         )
     )
     if problem is None:
-        schema = await schema_status(engine)
+        schema = await schema_status(engine, app[REGISTRY].branches())
+        message = (
+            f"at {schema.current}"
+            if schema.up_to_date
+            else f"at {schema.current}, code needs {schema.head}: run `medianest migrate`"
+        )
+        # A plugin whose tables are behind is not started; the rest of MediaNest serves.
+        behind = [p.name for p in schema.plugins if not p.up_to_date]
+        if behind:
+            message += f"; the tables of {', '.join(behind)} are behind: run `medianest migrate`"
         found.append(
             Component(
                 name="migrations",
                 status="ok" if schema.up_to_date else "down",
-                message=f"at {schema.current}"
-                if schema.up_to_date
-                else f"at {schema.current}, code needs {schema.head}: run `medianest migrate`",
+                message=message,
             )
         )
     redis = app.get(REDIS)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 from pydantic import BaseModel
+from sqlalchemy import MetaData
 
 from medianest import (
     HealthResult,
@@ -31,7 +32,7 @@ from medianest import (
     hookimpl,
 )
 
-from . import downloader, routes, store, widgets
+from . import downloader, models, routes, store, widgets
 from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -51,6 +52,11 @@ def register_settings_model() -> type[BaseModel]:
 @hookimpl
 def register_template_dirs() -> list[Path]:
     return [TEMPLATES]
+
+
+@hookimpl
+def register_tables() -> MetaData:
+    return models.Base.metadata
 
 
 @hookimpl

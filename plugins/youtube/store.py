@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from medianest import ApiError, PluginContext, YouTubeDownload, user_quota, writing
+from medianest import ApiError, PluginContext, user_quota, writing
 
 from .links import Link
+from .models import YouTubeDownload
 from .settings import Settings
 
 JOB = "youtube.download"

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medianest_example.models import Ping
+from sqlalchemy import select
+
 from medianest.app import create_app
 from medianest.core.auth import create_local_user
 from medianest.core.keys import ENGINE
@@ -63,6 +66,36 @@ async def test_enabled_plugin_greets_and_pings(aiohttp_client: Any, tmp_path: Pa
     refused = await client.post("/example/ping", json={"message": ""}, headers=csrf)
     assert refused.status == 422
 
+    # The pings are kept in the plugin's own table (created at start, by its migration).
+    pinged = await client.post("/example/ping", json={"message": "still there?"}, headers=csrf)
+    assert (await pinged.json())["count"] == 2
+    listed = await (await client.get("/example/pings")).json()
+    assert listed["total"] == 2
+    assert [p["message"] for p in listed["pings"]] == ["still there?", "anyone there?"]
+
+
+async def test_the_pings_are_in_the_plugins_own_table_and_survive_a_restart(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/medianest.db", redis_url=None
+    )
+    client = await aiohttp_client(await create_app(settings))
+    csrf = await sign_in_as_admin(client)
+    await client.post("/api/v1/plugins/example/enable", headers=csrf)
+    await client.post("/example/ping", json={"message": "before the restart"}, headers=csrf)
+    async with client.app[ENGINE].connect() as conn:
+        rows = (await conn.execute(select(Ping.message))).scalars().all()
+    assert rows == ["before the restart"]
+    await client.close()
+
+    again = await aiohttp_client(await create_app(settings))
+    login = {"username": "admin", "password": "correct horse battery"}
+    assert (await again.post("/api/v1/auth/login", json=login)).status == 200
+    listed = await (await again.get("/example/pings")).json()
+    assert listed["total"] == 1
+    assert listed["pings"][0]["message"] == "before the restart"
+
 
 async def test_sending_pings_needs_the_plugins_own_permission(
     aiohttp_client: Any, tmp_path: Path
@@ -77,7 +110,7 @@ async def test_sending_pings_needs_the_plugins_own_permission(
     mine = [p for p in permissions["permissions"] if p["declared_by"] == "example"]
     assert [(p["name"], p["default"]) for p in mine] == [("example_ping", True)]
 
-    # A user without it may read the greeting, not send a ping.
+    # A user without it may read the pings, not send one.
     await create_local_user(client.app[ENGINE], "guest", "a long password", permissions=[])
     guest = await aiohttp_client(client.server)
     login = {"username": "guest", "password": "a long password"}
@@ -87,4 +120,4 @@ async def test_sending_pings_needs_the_plugins_own_permission(
     refused = await guest.post("/example/ping", json={"message": "hi"}, headers=headers)
     assert refused.status == 403
     assert "Send example pings" in await refused.text()
-    assert (await guest.get("/example/hello")).status == 200
+    assert (await guest.get("/example/pings")).status == 200
