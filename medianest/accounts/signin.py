@@ -234,7 +234,15 @@ async def setup_page(
 ) -> web.StreamResponse:
     """First run: create the first admin. Only while no admin exists, and only from here."""
     await _check_setup(request)
-    return aiohttp_jinja2.render_template("setup.html", request, {"error": error}, status=status)
+    # The ways of signing in the installed plugins offer, in their own words.
+    providers = [
+        {"label": provider.label, "plugin": record.name}
+        for record in request.app[REGISTRY].records.values()
+        for provider in record.sign_in_providers
+    ]
+    return aiohttp_jinja2.render_template(
+        "setup.html", request, {"error": error, "providers": providers}, status=status
+    )
 
 
 async def _check_setup(request: web.Request) -> None:

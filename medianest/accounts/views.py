@@ -112,7 +112,9 @@ class UserOut(BaseModel):
     username: str
     email: str | None
     role: str
-    sign_in: list[str] = Field(description='How they sign in: "local", "plex", …')
+    sign_in: list[str] = Field(
+        description='How they sign in: "local" (a password), or the sign-in providers they use.'
+    )
     permissions: list[str] = Field(
         description="Granted permissions (MediaNest's and the installed plugins'); admins may "
         "do everything."

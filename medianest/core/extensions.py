@@ -301,7 +301,9 @@ class Availability:
 
     One answer per server: ``server_id`` and ``server_name`` say which. ``available`` is true
     when the film, or at least one episode of the series, is there. ``seasons`` maps season
-    numbers to what is present. ``key`` is the server's own id of the item.
+    numbers to what is present. ``key`` is the server's own id of the item. ``service`` is
+    what people call the service the server runs ("Plex"): pages say "Available in Plex"; left
+    empty, they name the server (``server_name``).
     """
 
     source: str
@@ -314,6 +316,12 @@ class Availability:
     year: int | None = None
     key: str | None = None
     checked_at: datetime | None = None
+    service: str = ""
+
+    @property
+    def shown_as(self) -> str:
+        """How pages name where it is: the service, or the server when it names none."""
+        return self.service or self.server_name
 
 
 class MediaNotFound(Exception):

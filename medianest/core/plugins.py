@@ -286,6 +286,11 @@ class PluginRegistry:
     def permission_label(self, name: str) -> str:
         return next((p.label for p in self.permissions() if p.name == name), name)
 
+    def implementers(self, hook: str) -> list[str]:
+        """The installed plugins (enabled or not) that implement ``hook``, to name in messages
+        ("set up the tmdb integration") when none of them answered."""
+        return [r.name for r in self.records.values() if self._impl(r, hook) is not None]
+
     async def _registered(self, record: PluginRecord, hook: str) -> list[Any]:
         result = await self._call_impl(record, hook, {})
         return list(result or [])
