@@ -340,6 +340,17 @@ def check_config(ctx: click.Context) -> None:
             click.echo("database: new and empty; it is created at the first start")
         elif status.up_to_date:
             click.echo(f"database: reachable, schema current ({status.head})")
+            for plugin in status.plugins:
+                if plugin.current is None:
+                    click.echo(
+                        f"plugin {plugin.name}: its tables are not created yet "
+                        "(`medianest migrate` creates them)"
+                    )
+                elif not plugin.up_to_date:
+                    click.echo(
+                        f"medianest: plugin {plugin.name} will not start: {plugin.problem()}",
+                        err=True,
+                    )
         else:
             _fail(db.schema_problem(status))
         if settings.redis_url:

@@ -188,6 +188,29 @@ def test_migrate_up_and_down_on_sqlite(tmp_path: Path) -> None:
     assert "`medianest migrate`" in check.stderr
 
 
+def test_migrate_takes_each_plugins_tables_up_and_down(tmp_path: Path) -> None:
+    result = medianest("migrate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "tables of plugin youtube at revision youtube_0001 (newest: youtube_0001)" in (
+        result.stdout
+    )
+    database = tmp_path / "data" / "medianest.db"
+
+    result = medianest("migrate", "--downgrade", "youtube@base", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"database schema at revision {db.head_revision()}" in result.stdout
+    assert "tables of plugin youtube at revision base (newest: youtube_0001)" in result.stdout
+    assert sqlite_tables(database) == TABLES - {"youtube_downloads"}
+    check = medianest("check-config", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert "plugin youtube: its tables are not created yet" in check.stdout
+
+    assert medianest("migrate", cwd=tmp_path).returncode == 0
+    assert sqlite_tables(database) == TABLES
+    check = medianest("check-config", cwd=tmp_path)
+    assert check.returncode == 0 and "youtube" not in check.stdout + check.stderr
+
+
 async def _pg_tables(url: str) -> set[str]:
     engine = db.create_engine(load_settings(database_url=url))
     try:

@@ -94,7 +94,6 @@ CORE_PERMISSIONS = (
     ),
 )
 DEFAULT_PERMISSIONS = frozenset(p.name for p in CORE_PERMISSIONS if p.default)
-PERMISSION_LABELS = {p.name: p.label for p in CORE_PERMISSIONS}
 
 
 @dataclass(frozen=True)
