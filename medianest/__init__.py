@@ -7,6 +7,7 @@ This module is the public API for plugins: import what you need from here, never
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import warnings
 from typing import Any
 
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 
 from .accounts.signin import limit_sign_in, sign_in, sign_in_problem
 from .core.api import ApiModel
-from .core.auth import ExternalIdentity, Permission, user_quota
+from .core.auth import ExternalIdentity, Permission, PermissionSpec, user_quota
 from .core.coordinator import Coordinator, CoordinatorState
 from .core.db import writing
 from .core.errors import ApiError
@@ -25,6 +26,7 @@ from .core.extensions import (
     HealthResult,
     MediaDetails,
     MediaNotFound,
+    Metric,
     NavItem,
     Notice,
     PluginContext,
@@ -50,7 +52,8 @@ from .core.http import (
 )
 from .core.jobs import JobRun, JobType
 from .core.middleware import current_user, site_url
-from .core.models import YouTubeDownload
+from .core.models import JsonType, users_table
+from .core.revisions import ENTRY_POINT_GROUP
 
 __all__ = [
     "ApiError",
@@ -67,11 +70,14 @@ __all__ = [
     "HttpAnswer",
     "JobRun",
     "JobType",
+    "JsonType",
     "MediaDetails",
     "MediaNotFound",
+    "Metric",
     "NavItem",
     "Notice",
     "Permission",
+    "PermissionSpec",
     "PluginContext",
     "Poller",
     "Progress",
@@ -86,7 +92,6 @@ __all__ = [
     "SignInProvider",
     "Unauthorised",
     "Widget",
-    "YouTubeDownload",
     "__version__",
     "current_user",
     "hookimpl",
@@ -95,6 +100,7 @@ __all__ = [
     "sign_in_problem",
     "site_url",
     "user_quota",
+    "users_table",
     "writing",
 ]
 
@@ -113,14 +119,39 @@ _DEPRECATED = {
     ),
 }
 
+# Names that left the public API, kept for one release: name -> (the plugin that has it now,
+# its module in that plugin, the advice given).
+_MOVED = {
+    "YouTubeDownload": (
+        "youtube",
+        "models",
+        "the youtube plugin owns its table now: import YouTubeDownload from its models module "
+        "(medianest_plugins.youtube.models)",
+    ),
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name not in _DEPRECATED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, replacement = _DEPRECATED[name]
+    if name in _DEPRECATED:
+        module, replacement = _DEPRECATED[name]
+        warnings.warn(
+            f"medianest.{name} is deprecated and goes in MediaNest 0.2: {replacement}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module, __name__), name)
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module 'medianest' has no attribute {name!r}")
+    plugin, module, advice = moved
     warnings.warn(
-        f"medianest.{name} is deprecated and goes in MediaNest 0.2: {replacement}",
+        f"medianest.{name} is deprecated and goes in MediaNest 0.2: {advice}",
         DeprecationWarning,
         stacklevel=2,
     )
-    return getattr(importlib.import_module(module, __name__), name)
+    # Found as MediaNest finds the plugin: through its entry point.
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=plugin)
+    if not found:
+        raise AttributeError(f"medianest.{name} was the {plugin} plugin's, which is not installed")
+    package = next(iter(found)).load()
+    return getattr(importlib.import_module(f"{package.__name__}.{module}"), name)

@@ -208,7 +208,7 @@ async def _work(settings: Settings) -> None:
     )
     metrics: web.AppRunner | None = None
     try:
-        await db.check_schema(engine)
+        await db.check_schema(engine, registry.branches())
         await bus.start()
         # Jobs publish their progress to the websockets of every web process, through the bus.
         hub = WebSocketHub(bus, 1, lambda _topic: False)
@@ -247,26 +247,37 @@ async def _work(settings: Settings) -> None:
     "--downgrade",
     "downgrade_to",
     metavar="REVISION",
-    help="Downgrade to REVISION (e.g. base) instead of upgrading to the newest.",
+    help="Downgrade to REVISION (e.g. base, or PLUGIN@base for one plugin's tables) instead "
+    "of upgrading to the newest.",
 )
 @click.pass_context
 def migrate(ctx: click.Context, downgrade_to: str | None) -> None:
-    """Bring the database schema up to date (or down to a revision)."""
+    """Bring the database schema up to date (or down to a revision): MediaNest's tables and
+    those of every installed plugin."""
     settings = _settings(ctx)
 
     async def run() -> db.SchemaStatus:
+        registry = PluginRegistry()
+        registry.discover()
+        await registry.collect()
+        branches = registry.branches()
         engine = db.create_engine(settings)
         try:
             if downgrade_to:
-                await db.migrate(engine, downgrade_to, downgrade=True)
+                await db.migrate(engine, downgrade_to, downgrade=True, branches=branches)
             else:
-                await db.migrate(engine)
-            return await db.schema_status(engine)
+                await db.migrate(engine, branches=branches)
+            return await db.schema_status(engine, branches)
         finally:
             await engine.dispose()
 
     status = _run(run())
     click.echo(f"database schema at revision {status.current or 'base'} (newest: {status.head})")
+    for plugin in status.plugins:
+        click.echo(
+            f"tables of plugin {plugin.name} at revision {plugin.current or 'base'} "
+            f"(newest: {plugin.head})"
+        )
 
 
 @main.command("create-admin")
@@ -329,6 +340,17 @@ def check_config(ctx: click.Context) -> None:
             click.echo("database: new and empty; it is created at the first start")
         elif status.up_to_date:
             click.echo(f"database: reachable, schema current ({status.head})")
+            for plugin in status.plugins:
+                if plugin.current is None:
+                    click.echo(
+                        f"plugin {plugin.name}: its tables are not created yet "
+                        "(`medianest migrate` creates them)"
+                    )
+                elif not plugin.up_to_date:
+                    click.echo(
+                        f"medianest: plugin {plugin.name} will not start: {plugin.problem()}",
+                        err=True,
+                    )
         else:
             _fail(db.schema_problem(status))
         if settings.redis_url:

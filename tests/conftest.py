@@ -150,16 +150,17 @@ async def add_user(
     role: str = "user",
     permissions: frozenset[str] | None = None,
 ) -> Any:
-    """Create a local account directly in the app's database."""
-    from medianest.core.auth import DEFAULT_PERMISSIONS, create_local_user
-    from medianest.core.keys import ENGINE
+    """Create a local account directly in the app's database (by default with a new user's
+    permissions: the core's and the installed plugins' defaults)."""
+    from medianest.core.auth import create_local_user
+    from medianest.core.keys import ENGINE, REGISTRY
 
     return await create_local_user(
         app[ENGINE],
         username,
         password,
         role=role,
-        permissions=DEFAULT_PERMISSIONS if permissions is None else permissions,
+        permissions=app[REGISTRY].default_permissions() if permissions is None else permissions,
     )
 
 

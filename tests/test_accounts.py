@@ -19,6 +19,7 @@ from conftest import ADMIN, Client, MakeClient, add_user
 from plugins_for_tests import ProbePlugin
 from sqlalchemy import select
 
+from medianest import PermissionSpec, Route, hookimpl
 from medianest.core.auth import ExternalIdentity, Permission, user_for_identity
 from medianest.core.keys import BOX, ENGINE
 from medianest.core.models import User
@@ -863,6 +864,159 @@ async def test_audit_log_pages_backwards_without_gaps_or_repeats(
     second = re.findall(r'<tr data-entry="(\d+)">', html)
     assert len(first) == len(second) == 2
     assert [int(i) for i in first + second] == [e["id"] for e in everything[:4]]
+
+
+# --- plugins' permissions ------------------------------------------------------------------
+
+
+class GalleryPlugin:
+    """A plugin with permissions of its own: one to upload (not a new user's), one to look."""
+
+    @hookimpl
+    def register_permissions(self) -> list[PermissionSpec]:
+        return [
+            PermissionSpec("gallery_upload", "Upload to the gallery", "Add photos for everyone."),
+            PermissionSpec("gallery_view", "See the gallery", "Look at the photos.", default=True),
+        ]
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        return [Route("POST", "/api/v1/gallery/photos", self.upload, access="gallery_upload")]
+
+    async def upload(self) -> dict[str, Any]:
+        return {"uploaded": True}
+
+
+async def stored_permissions(client: Client, uid: str) -> list[str]:
+    async with client.server.app[ENGINE].connect() as conn:
+        found = await conn.execute(select(User.permissions).where(User.id == uuid.UUID(uid)))
+        return sorted(found.scalar_one())
+
+
+async def test_a_plugins_permissions_are_granted_on_the_users_page_and_the_api(
+    sqlite_settings: Settings, make_client: MakeClient, browser: Browser
+) -> None:
+    admin = await make_client(sqlite_settings, [("gallery", GalleryPlugin())])
+    await ok_json(await admin.post("/api/v1/plugins/gallery/enable"))
+    bob_id = str(await add_user(admin.server.app, *BOB))
+    bob = await browser(admin, BOB)
+
+    # Listed with the core's, with who declares each; a new user has the default ones.
+    listed = (await ok_json(await admin.get("/api/v1/permissions")))["permissions"]
+    by_name = {p["name"]: p for p in listed}
+    assert by_name["gallery_upload"] == {
+        "name": "gallery_upload",
+        "label": "Upload to the gallery",
+        "description": "Add photos for everyone.",
+        "default": False,
+        "declared_by": "gallery",
+    }
+    assert by_name["manage_users"]["declared_by"] == "medianest"
+    assert "gallery_view" in await stored_permissions(admin, bob_id)
+    assert "gallery_upload" not in await stored_permissions(admin, bob_id)
+
+    # The route checks it, naming it by its label.
+    refused = await error_of(await bob.post("/api/v1/gallery/photos", json={}), 403)
+    assert "“Upload to the gallery”" in refused["message"]
+
+    # The users page offers it, with its description; granting it there lets Bob in.
+    html = await page(admin, f"/admin/users/{bob_id}")
+    assert 'data-permission="gallery_upload"' in html and "Add photos for everyone." in html
+    form = [("permissions", p) for p in ("gallery_upload", "gallery_view", "request_movies")]
+    resp = await admin.post(f"/admin/users/{bob_id}", data=form, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    assert await stored_permissions(admin, bob_id) == [
+        "gallery_upload",
+        "gallery_view",
+        "request_movies",
+    ]
+    assert await ok_json(await bob.post("/api/v1/gallery/photos", json={})) == {"uploaded": True}
+    listing = await page(admin, "/admin/users")
+    assert "Upload to the gallery" in listing
+
+    # Revoked through the API: refused again at Bob's next request.
+    shown = await ok_json(await patch_user(admin, bob_id, permissions=["request_movies"]))
+    assert shown["permissions"] == ["request_movies"]
+    await error_of(await bob.post("/api/v1/gallery/photos", json={}), 403)
+    assert (await audit(admin, action="user.update"))[0]["details"] == {
+        "permissions": ["request_movies"]
+    }
+
+    # A name nobody declares is refused, saying so, and nothing changes.
+    error = await error_of(
+        await patch_user(admin, bob_id, permissions=["request_movies", "gallery_delete"]), 422
+    )
+    assert error["details"] == [
+        {
+            "field": "permissions.1",
+            "message": "no permission is named 'gallery_delete': neither MediaNest nor an "
+            "installed plugin declares it",
+        }
+    ]
+    assert await stored_permissions(admin, bob_id) == ["request_movies"]
+
+
+async def test_a_plugins_permissions_are_shown_only_while_it_is_installed(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    with_gallery = await make_client(sqlite_settings, [("gallery", GalleryPlugin())])
+    bob_id = str(await add_user(with_gallery.server.app, *BOB))
+    await ok_json(
+        await patch_user(with_gallery, bob_id, permissions=["gallery_upload", "request_tv"])
+    )
+
+    # The same database, served by a MediaNest without the plugin.
+    without = await make_client(sqlite_settings)
+    html = await page(without, f"/admin/users/{bob_id}")
+    assert "gallery_upload" not in html and "Upload to the gallery" not in html
+    assert "Upload to the gallery" not in await page(without, "/admin/users")
+    bob = await ok_json(await without.get(f"/api/v1/users/{bob_id}"))
+    assert bob["permissions"] == ["request_tv"]
+    listed = (await ok_json(await without.get("/api/v1/permissions")))["permissions"]
+    assert "gallery_upload" not in {p["name"] for p in listed}
+    await error_of(await patch_user(without, bob_id, permissions=["gallery_upload"]), 422)
+    # Changing what is shown keeps the grant nobody could see: it is there again with the
+    # plugin, on the page and through the API.
+    await ok_json(await patch_user(without, bob_id, permissions=["request_movies"]))
+    assert await stored_permissions(without, bob_id) == ["gallery_upload", "request_movies"]
+    form = [("permissions", "request_tv")]
+    resp = await without.post(f"/admin/users/{bob_id}", data=form, allow_redirects=False)
+    assert resp.status == 303
+    assert await stored_permissions(without, bob_id) == ["gallery_upload", "request_tv"]
+    bob = await ok_json(await with_gallery.get(f"/api/v1/users/{bob_id}"))
+    assert bob["permissions"] == ["gallery_upload", "request_tv"]
+    assert re.search(
+        r'value="gallery_upload" checked', await page(with_gallery, f"/admin/users/{bob_id}")
+    )
+
+
+async def test_a_plugin_cannot_take_another_ones_permission(
+    sqlite_settings: Settings, make_client: MakeClient
+) -> None:
+    class Thief:
+        @hookimpl
+        def register_permissions(self) -> list[PermissionSpec]:
+            return [
+                PermissionSpec("manage_users", "Manage everything"),
+                PermissionSpec("gallery_upload", "Mine now"),
+            ]
+
+        @hookimpl
+        def register_routes(self) -> list[Route]:
+            return [Route("GET", "/api/v1/thief/loot", lambda: {}, access="loot")]
+
+    admin = await make_client(sqlite_settings, [("gallery", GalleryPlugin()), ("thief", Thief())])
+    listed = (await ok_json(await admin.get("/api/v1/permissions")))["permissions"]
+    owners = {(p["name"], p["declared_by"]) for p in listed}
+    assert ("manage_users", "medianest") in owners and ("gallery_upload", "gallery") in owners
+    assert [p["label"] for p in listed if p["name"] == "manage_users"] == ["Manage users"]
+    thief = next(
+        p
+        for p in (await ok_json(await admin.get("/api/v1/plugins")))["plugins"]
+        if p["name"] == "thief"
+    )
+    assert "already medianest's" in thief["hook_errors"]["register_permissions"]
+    assert "'loot'" in thief["hook_errors"]["register_routes"]
 
 
 # --- two processes -------------------------------------------------------------------------

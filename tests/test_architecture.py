@@ -141,3 +141,102 @@ def test_imports_within_the_rule_pass() -> None:
     assert allowed("medianest", ["PluginContext"], table["medianest_plugins.*"], "x")
     assert allowed("medianest.core.auth", ["Permission"], table["medianest.requests"], "r")
     assert allowed("aiohttp", ["web"], table["medianest.core"], "medianest.core")
+
+
+# --- the kernel and the domains name no service in what people read -------------------------
+
+# The packages whose words are MediaNest's own: a service's name in them must come from the
+# plugin or the server that answered ("Available in Plex" is the plex plugin's word).
+WORDED = [
+    "medianest.core",
+    "medianest.web",
+    "medianest.accounts",
+    "medianest.requests",
+    "medianest.ops",
+]
+SERVICES = re.compile(r"\b(?:Plex|Radarr|Sonarr|Tautulli|TMDB|YouTube)\b|plex\.tv")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the docstring nodes of ``tree`` (explanations for developers)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                found.add(id(first.value))
+    return found
+
+
+def services_in_python(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string a Python module holds, docstrings aside (messages,
+    labels, descriptions: what a page or an API answer may show), that names a service."""
+    tree = ast.parse(source)
+    skipped = _docstrings(tree)
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in skipped
+        and SERVICES.search(node.value)
+    ]
+
+
+def services_in_page(text: str, comments: str) -> list[tuple[int, str]]:
+    """(line, text) of every line of a template or script, comments aside, naming a service."""
+    kept = re.sub(comments, lambda m: "\n" * m.group().count("\n"), text, flags=re.DOTALL)
+    return [
+        (n, line.strip()) for n, line in enumerate(kept.splitlines(), 1) if SERVICES.search(line)
+    ]
+
+
+TEMPLATE_COMMENTS = r"\{#.*?#\}|<!--.*?-->"
+SCRIPT_COMMENTS = r"/\*.*?\*/|(?<![:\\])//[^\n]*"
+
+
+def service_names() -> list[str]:
+    found = []
+    for package in WORDED:
+        folder = SOURCES[package]
+        for path in sorted(folder.rglob("*.py")):
+            found += [
+                f"{path.relative_to(ROOT)}:{n}: {t!r}"
+                for n, t in services_in_python(path.read_text())
+            ]
+        for pattern, comments in (("*.html", TEMPLATE_COMMENTS), ("*.js", SCRIPT_COMMENTS)):
+            for path in sorted(folder.rglob(pattern)):
+                lines = services_in_page(path.read_text(), comments)
+                found += [f"{path.relative_to(ROOT)}:{n}: {t}" for n, t in lines]
+    return found
+
+
+def test_the_kernel_and_the_domains_name_no_service_in_what_people_read() -> None:
+    assert service_names() == []
+
+
+def test_a_service_named_in_what_people_read_is_caught() -> None:
+    source = '''"""Docstrings may explain with Plex."""
+
+
+def status():
+    """So may a function's (Sonarr)."""
+    # And comments: TMDB.
+    return f"Available in {where}" if where else "Available in Plex"
+'''
+    assert services_in_python(source) == [(7, "Available in Plex")]
+    page = (
+        "{# YouTube #}\n<!-- Radarr -->\n<p>see whether it is in Plex already</p>\n<p>{{ x }}</p>"
+    )
+    assert services_in_page(page, TEMPLATE_COMMENTS) == [
+        (3, "<p>see whether it is in Plex already</p>")
+    ]
+    script = '// a Sonarr\'s profiles\nconst url = "https://x/";\nshow("Not in Tautulli");'
+    assert services_in_page(script, SCRIPT_COMMENTS) == [(3, 'show("Not in Tautulli");')]
+    assert services_in_python('LABEL = "sign in with plex.tv"') == [(1, "sign in with plex.tv")]
+    # A service's id in code (a provider's, an id scheme's) is not what people read.
+    assert services_in_python('if provider == "plex" and ids.get("tmdb"): pass') == []

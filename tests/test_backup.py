@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import ADMIN, PG_ENV, Client, MakeClient, _pg_admin, require, wait_for
+from medianest_plugins.youtube.models import YouTubeDownload
 from request_world import FILM, FRIEND, PLEX_TOKEN, SERIES, patch_intervals, world
 from sqlalchemy import inspect, select, text
 
@@ -125,6 +126,14 @@ async def query(settings: Settings, statement: Any) -> list[Any]:
     try:
         async with engine.connect() as conn:
             return [tuple(row) for row in (await conn.execute(statement)).all()]
+    finally:
+        await engine.dispose()
+
+
+async def schema_complete(settings: Settings) -> bool:
+    engine = db.create_engine(settings)
+    try:
+        return (await db.schema_status(engine)).complete
     finally:
         await engine.dispose()
 
@@ -406,6 +415,105 @@ async def test_damaged_archives_are_refused_with_a_message_and_nothing_is_writte
 # --- schema revisions -------------------------------------------------------------------
 
 
+async def _youtube_download(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
+    """A user with a YouTube download of theirs, straight into the database."""
+    user_id, download_id = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    engine = db.create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                User.__table__.insert().values(
+                    id=user_id,
+                    username="ann",
+                    role="user",
+                    disabled=False,
+                    preferences={},
+                    permissions=["youtube"],
+                    quotas={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await conn.execute(
+                YouTubeDownload.__table__.insert().values(
+                    id=download_id,
+                    user_id=user_id,
+                    url="https://youtu.be/abc",
+                    kind="video",
+                    source_id="abc",
+                    title="A video",
+                    options={},
+                    status="completed",
+                    percent=100.0,
+                    item=1,
+                    items=1,
+                    size_kib=2048,
+                    attempts=1,
+                    files=[],
+                    created_at=now,
+                )
+            )
+    finally:
+        await engine.dispose()
+    return user_id, download_id
+
+
+async def test_the_plugins_tables_are_backed_up_and_restored(
+    db_settings: Settings, empty_target: Settings, tmp_path: Path
+) -> None:
+    assert (await medianest("migrate", settings=db_settings)).returncode == 0
+    _, download_id = await _youtube_download(db_settings)
+    archive = tmp_path / "with-plugins.tar.gz"
+    assert (await medianest("backup", "-o", str(archive), settings=db_settings)).returncode == 0
+    manifest = manifest_of(archive)
+    assert manifest["tables"]["youtube_downloads"] == 1
+    # Every branch's revision: the core's and each plugin's.
+    assert manifest["schema_revision"] == db.head_revision()
+    assert {db.head_revision(), "youtube_0001"} <= set(manifest["schema_revisions"])
+
+    result = await medianest("restore", str(archive), settings=empty_target)
+    assert result.returncode == 0, result.stderr
+    assert "migrated" not in result.stdout
+    downloads = await query(
+        empty_target, select(YouTubeDownload.id, YouTubeDownload.title, YouTubeDownload.size_kib)
+    )
+    assert downloads == [(download_id, "A video", 2048)]
+    assert await table_counts(empty_target) == manifest["tables"]
+    assert await schema_complete(empty_target)
+
+
+async def test_an_archive_of_the_previous_release_is_restored_with_its_youtube_downloads(
+    db_settings: Settings, empty_target: Settings, tmp_path: Path
+) -> None:
+    """Before plugins had their own migrations the downloads table was the core's (0004) and
+    the version table held one revision: restoring adopts the table, rows and grants kept."""
+    engine = db.create_engine(db_settings)
+    try:
+        await db.migrate(engine, "0005", branches=[])
+    finally:
+        await engine.dispose()
+    user_id, download_id = await _youtube_download(db_settings)
+    archive = tmp_path / "previous.tar.gz"
+    assert (await medianest("backup", "-o", str(archive), settings=db_settings)).returncode == 0
+    manifest = manifest_of(archive)
+    # As the previous release wrote it: one revision, no list of them.
+    del manifest["schema_revisions"]
+    assert manifest["schema_revision"] == "0005"
+    name, data = database_of(archive)
+    manifest["members"] = {name: manifest["members"][name]}
+    previous = write_archive(tmp_path / "as-then.tar.gz", manifest, name, data)
+
+    result = await medianest("restore", str(previous), settings=empty_target)
+    assert result.returncode == 0, result.stderr
+    assert "schema migrated from 0005" in result.stdout
+    assert await schema_complete(empty_target)
+    downloads = await query(empty_target, select(YouTubeDownload.id, YouTubeDownload.user_id))
+    assert downloads == [(download_id, user_id)]
+    grants = await query(empty_target, select(User.permissions).where(User.id == user_id))
+    assert grants == [(["youtube"],)]
+
+
 async def test_an_older_archive_is_migrated_and_a_newer_one_refused(
     db_settings: Settings, empty_target: Settings, tmp_path: Path
 ) -> None:
@@ -422,15 +530,17 @@ async def test_an_older_archive_is_migrated_and_a_newer_one_refused(
     result = await medianest("restore", str(older), settings=empty_target)
     assert result.returncode == 0, result.stderr
     assert f"schema migrated from 0002 to {db.head_revision()}" in result.stdout
-    status = await query(empty_target, text("SELECT version_num FROM alembic_version"))
-    assert status == [(db.head_revision(),)]
+    # Every branch is at its newest: the core's and each plugin's (youtube's, which depends
+    # on the core's 0004, was downgraded with it and is upgraded again).
+    assert await schema_complete(empty_target)
 
     # A database a newer MediaNest upgraded: backed up fine, restored by no older version.
     assert (await medianest("migrate", settings=db_settings)).returncode == 0
     engine = db.create_engine(db_settings)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+            await conn.execute(text("DELETE FROM alembic_version"))
+            await conn.execute(text("INSERT INTO alembic_version VALUES ('0099_future')"))
     finally:
         await engine.dispose()
     newer = tmp_path / "newer.tar.gz"

@@ -17,31 +17,13 @@ import aiohttp
 import pytest
 from conftest import free_port, wait_for
 from sqlalchemy import inspect
+from tables import TABLES
 
 from medianest import __version__
 from medianest.core import db
 from medianest.core.settings import load_settings
 
 BUILT_IN = ["arr", "plex", "tautulli", "tmdb", "youtube"]
-TABLES = {
-    "users",
-    "sessions",
-    "media_items",
-    "requests",
-    "approvals",
-    "plugin_states",
-    "audit_log",
-    "user_identities",
-    "api_tokens",
-    "app_state",
-    # 0003: requests
-    "request_seasons",
-    "media_availability",
-    "season_availability",
-    "notifications",
-    # 0004: YouTube downloads
-    "youtube_downloads",
-}
 SCRIPT = Path(sys.executable).with_name("medianest")
 
 
@@ -206,6 +188,29 @@ def test_migrate_up_and_down_on_sqlite(tmp_path: Path) -> None:
     assert "`medianest migrate`" in check.stderr
 
 
+def test_migrate_takes_each_plugins_tables_up_and_down(tmp_path: Path) -> None:
+    result = medianest("migrate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "tables of plugin youtube at revision youtube_0001 (newest: youtube_0001)" in (
+        result.stdout
+    )
+    database = tmp_path / "data" / "medianest.db"
+
+    result = medianest("migrate", "--downgrade", "youtube@base", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"database schema at revision {db.head_revision()}" in result.stdout
+    assert "tables of plugin youtube at revision base (newest: youtube_0001)" in result.stdout
+    assert sqlite_tables(database) == TABLES - {"youtube_downloads"}
+    check = medianest("check-config", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert "plugin youtube: its tables are not created yet" in check.stdout
+
+    assert medianest("migrate", cwd=tmp_path).returncode == 0
+    assert sqlite_tables(database) == TABLES
+    check = medianest("check-config", cwd=tmp_path)
+    assert check.returncode == 0 and "youtube" not in check.stdout + check.stderr
+
+
 async def _pg_tables(url: str) -> set[str]:
     engine = db.create_engine(load_settings(database_url=url))
     try:
@@ -344,7 +349,9 @@ def test_serve_refuses_a_database_that_is_behind(tmp_path: Path) -> None:
 def test_serve_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
     assert medianest("migrate", cwd=tmp_path).returncode == 0
     with closing(sqlite3.connect(tmp_path / "data" / "medianest.db")) as conn, conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999_newer'")
+        # Every branch's row (the core's and each plugin's) replaced by one unknown revision.
+        conn.execute("DELETE FROM alembic_version")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999_newer')")
     result = medianest("serve", "--port", str(free_port()), cwd=tmp_path, timeout=30)
     assert_clean_failure(result)
     assert "'9999_newer'" in result.stderr and "newer MediaNest" in result.stderr

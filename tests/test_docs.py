@@ -111,7 +111,7 @@ def _curl_commands() -> list[str]:
 async def test_the_example_readme_commands_work_as_written(tmp_path: Path) -> None:
     require(shutil.which("curl"), "curl is not installed")
     commands = _curl_commands()
-    assert len(commands) == 3, commands
+    assert len(commands) == 4, commands
     async with Portal(tmp_path) as portal:
         token = await (await portal.admin()).api_token("readme")
         answers = []
@@ -126,8 +126,9 @@ async def test_the_example_readme_commands_work_as_written(tmp_path: Path) -> No
             out, err = await done.communicate()
             assert done.returncode == 0, f"{command}: {out.decode()} {err.decode()}"
             answers.append(json.loads(out))
-    enabled, hello, ping = answers
+    enabled, hello, ping, pings = answers
     assert enabled["status"] == "active"
     assert hello == {"greeting": "Hello from the example plugin!"}
     assert ping["message"] == "hi"
     assert ping["count"] == 1
+    assert [p["message"] for p in pings["pings"]] == ["hi"]

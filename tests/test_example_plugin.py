@@ -35,7 +35,11 @@ async def test_discovered_through_its_entry_point_and_disabled(
     assert example["enabled"] is False
     assert example["status"] == "inactive"
     assert example["widgets"] == ["hello"]
-    assert set(example["routes"]) == {"GET /example/hello", "POST /example/ping"}
+    assert set(example["routes"]) == {
+        "GET /example/hello",
+        "POST /example/ping",
+        "GET /example/pings",
+    }
     assert example["settings_schema"]["properties"]["greeting"]["type"] == "string"
 
     assert (await client.get("/example/hello")).status == 404

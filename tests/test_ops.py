@@ -13,7 +13,9 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import pytest
 from conftest import Client, MakeClient, _pg_admin, free_port, require
 from request_world import FILM, world
 
+from medianest import Metric, __version__, hookimpl
 from medianest.core.settings import Settings, load_settings
 from medianest.testing import FakeTMDB
 
@@ -320,3 +323,78 @@ def test_a_worker_serves_its_own_metrics(tmp_path: Path, redis_url: str) -> None
     finally:
         worker.terminate()
         worker.wait(timeout=15)
+
+
+class GaugesPlugin:
+    """A plugin exporting gauges: one with labels, one plain, one that fails to read."""
+
+    def __init__(self) -> None:
+        self.shelves = {"fiction": 3, "poetry": 1}
+
+    @hookimpl
+    def register_metrics(self) -> list[Metric]:
+        return [
+            Metric("medianest_shelf_books", "Books by shelf.", self.books, labels=("shelf",)),
+            Metric("medianest_shelf_readers", "Readers today.", lambda: 7),
+            Metric("medianest_shelf_broken", "Always fails.", self.broken),
+        ]
+
+    async def books(self, plugin: Any) -> dict[str, int]:
+        assert plugin.name == "shelf"
+        return self.shelves
+
+    def broken(self) -> float:
+        raise RuntimeError("the shelf fell over")
+
+
+async def test_plugins_export_their_own_gauges_while_enabled(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    client = await make_client(sqlite_settings, [("shelf", GaugesPlugin())])
+    # Declared, but not read while the plugin is disabled.
+    text = await (await client.get("/metrics")).text()
+    assert "# TYPE medianest_shelf_books gauge" in text
+    assert metric(text, "medianest_shelf_books", shelf="fiction") is None
+
+    assert (await client.post("/api/v1/plugins/shelf/enable")).status == 200
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "medianest_shelf_books", shelf="fiction") == 3
+    assert metric(text, "medianest_shelf_books", shelf="poetry") == 1
+    assert metric(text, "medianest_shelf_readers") == 7
+    # A gauge that fails to read has no value; the others and the core's metrics are there.
+    assert metric(text, "medianest_shelf_broken") is None
+    assert metric(text, "medianest_build_info", version=__version__) == 1
+    plugins = (await (await client.get("/api/v1/plugins")).json())["plugins"]
+    shelf = next(p for p in plugins if p["name"] == "shelf")
+    assert "the shelf fell over" in shelf["hook_errors"]["metric medianest_shelf_broken"]
+
+
+async def test_the_youtube_plugin_exports_its_downloads_by_status(
+    make_client: MakeClient, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    from medianest_plugins.youtube.models import YouTubeDownload
+
+    from medianest.core.keys import ENGINE
+
+    client = await make_client(sqlite_settings)
+    library = tmp_path / "library"
+    library.mkdir()
+    saved = await client.put(
+        "/api/v1/plugins/youtube/settings", json={"library_path": str(library)}
+    )
+    assert saved.status == 200, await saved.text()
+    assert (await client.post("/api/v1/plugins/youtube/enable")).status == 200
+    me = (await (await client.get("/api/v1/auth/me")).json())["id"]
+    async with client.app[ENGINE].begin() as conn:
+        for status in ("completed", "completed", "failed"):
+            await conn.execute(
+                YouTubeDownload.__table__.insert().values(
+                    id=uuid.uuid4(), user_id=uuid.UUID(me), url="https://youtu.be/x",
+                    kind="video", source_id=uuid.uuid4().hex, title="x", options={},
+                    status=status, percent=0.0, item=0, items=0, size_kib=0, attempts=0,
+                    files=[], created_at=datetime.now(UTC),
+                )
+            )  # fmt: skip
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "medianest_downloads", status="completed") == 2
+    assert metric(text, "medianest_downloads", status="failed") == 1

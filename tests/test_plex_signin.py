@@ -191,7 +191,10 @@ async def test_a_user_the_server_is_shared_with_signs_in_as_a_user(
         who = await me(web)
         assert who["username"] == "sam"
         assert who["role"] == "user"
-        assert who["permissions"] == sorted(p.value for p in DEFAULT_PERMISSIONS)
+        # A new user's permissions: the core's defaults and the installed plugins'.
+        defaults = admin.app[REGISTRY].default_permissions()
+        assert defaults > DEFAULT_PERMISSIONS and "youtube" in defaults
+        assert who["permissions"] == sorted(defaults)
         # An ordinary user: the admin's pages stay shut.
         assert (await web.get("/api/v1/plugins")).status == 403
         page = await web.get("/")

@@ -594,3 +594,16 @@ async def test_a_toggle_on_one_process_applies_on_another_within_a_second(
 
 async def _status_is(client: TestClient, path: str, status: int) -> bool:
     return (await client.get(path)).status == status
+
+
+def test_the_youtube_model_left_the_public_api_with_a_deprecation_alias() -> None:
+    from medianest_plugins.youtube import models
+
+    import medianest
+
+    assert "YouTubeDownload" not in medianest.__all__
+    with pytest.warns(DeprecationWarning, match="the youtube plugin owns its table now"):
+        from medianest import YouTubeDownload  # type: ignore[attr-defined]
+    assert YouTubeDownload is models.YouTubeDownload
+    with pytest.raises(AttributeError):
+        medianest.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018

@@ -4,16 +4,19 @@ auto-approval, fulfilment failures and retry, lists with filters, deleting, noti
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from conftest import MakeClient, wait_for
+from conftest import ADMIN, MakeClient, wait_for
 from request_world import FILM, SERIES, second_browser, tuned, world
 from sqlalchemy import select
 
+from medianest import Availability, SeasonAvailability, hookimpl
 from medianest.core.keys import ENGINE
 from medianest.core.settings import Settings
-from medianest.requests.models import Approval
+from medianest.requests.models import Approval, MediaAvailability
+from medianest.testing import FakeTMDB
 
 FILM_BODY = {"media_type": "movie", "tmdb_id": FILM}
 
@@ -70,7 +73,7 @@ async def test_bad_requests_are_refused_with_a_message_and_nothing_is_stored(
         assert (await w.admin.post("/api/v1/plugins/tmdb/disable")).status == 200
         resp = await w.friend.post("/api/v1/requests", json=FILM_BODY)
         assert resp.status == 503
-        assert "TMDB integration is off" in await message(resp)
+        assert "the tmdb integration is off or not answering" in await message(resp)
 
 
 @pytest.mark.usefixtures("fast")
@@ -224,9 +227,11 @@ async def test_without_radarr_a_request_fails_saying_what_to_set_up(
         assert (await w.admin.post(f"/api/v1/requests/{request_id}/approve", json={})).status == 200
         await wait_for(lambda: status_is(w.friend, request_id, "failed"), seconds=10)
         failed = await (await w.friend.get(f"/api/v1/requests/{request_id}")).json()
+        # The integration that could have, as the Integrations page names it: the words of
+        # MediaNest's own name no service.
         assert failed["reason"] == (
-            "Nothing can fulfil film requests: an admin can set up Radarr under Integrations, "
-            "then retry."
+            "Nothing can fulfil film requests: an admin can set up the arr integration under "
+            "Integrations, then retry."
         )
 
 
@@ -395,3 +400,79 @@ async def test_live_request_news_reaches_only_those_it_concerns(
             await snoop.receive_json(timeout=1)
         await snoop.close()
         await admin_ws.close()
+
+
+class AtticServer:
+    """A media server of another kind than Plex: it holds The Matrix Reloaded (FILM) and the
+    first season of Game of Thrones, and says what it is called (or, as "shed", says nothing
+    and is named by its server's name)."""
+
+    def __init__(self, name: str, service: str) -> None:
+        self.name, self.service = name, service
+
+    @hookimpl
+    def check_availability(self, ids: Mapping[str, str], media_type: str) -> Availability:
+        held = (media_type, ids.get("tmdb")) in {("movie", str(FILM)), ("tv", str(SERIES))}
+        return Availability(
+            source=self.name,
+            server_id=f"{self.name}-1",
+            server_name=f"The {self.name} box",
+            media_type=media_type,
+            available=held,
+            seasons={1: SeasonAvailability(10, 10)} if held and media_type == "tv" else {},
+            service=self.service,
+        )
+
+
+async def test_another_media_server_is_named_as_its_plugin_says(
+    make_client: MakeClient, sqlite_settings: Settings
+) -> None:
+    async with FakeTMDB() as tmdb:
+        admin = await make_client(
+            tuned(sqlite_settings), [("attic", AtticServer("attic", "Attic Media"))]
+        )
+        body = {"api_key": tmdb.api_key, "api_url": tmdb.url}
+        assert (await admin.put("/api/v1/plugins/tmdb/settings", json=body)).status == 200
+        for plugin in ("tmdb", "attic"):
+            assert (await admin.post(f"/api/v1/plugins/{plugin}/enable")).status == 200
+
+        film = await (await admin.get(f"/api/v1/media/movie/{FILM}")).json()
+        assert film["status"] == {
+            "state": "available",
+            "text": "Available in Attic Media",
+            "requested_by": None,
+            "request_status": None,
+            "available_seasons": [],
+        }
+        series = await (await admin.get(f"/api/v1/media/tv/{SERIES}")).json()
+        assert series["status"]["text"] == "In Attic Media: season 1"
+        assert [s["text"] for s in series["seasons"]][:2] == ["Available", "Not in Attic Media"]
+        other = await (await admin.get("/api/v1/media/status?ids=movie:27205")).json()
+        assert other["statuses"]["movie:27205"]["text"] == "Not in Attic Media yet"
+        # A request for what it holds is refused naming the server itself.
+        resp = await admin.post("/api/v1/requests", json=FILM_BODY)
+        assert resp.status == 409
+        assert await message(resp) == "The Matrix Reloaded is already available in The attic box."
+        search = await (await admin.get("/search", params={"q": "Matrix"})).text()
+        assert "Available in Attic Media" in search and "Plex" not in search
+
+        # What it said of a requested series is kept, its service with it.
+        asked = {"media_type": "tv", "tmdb_id": SERIES, "seasons": [2]}
+        assert (await admin.post("/api/v1/requests", json=asked)).status == 201
+        async with admin.app[ENGINE].connect() as conn:
+            kept = (await conn.execute(select(MediaAvailability.service))).scalars().all()
+        assert set(kept) == {"Attic Media"}
+
+        # A plugin that names no service: its server's name is shown.
+        assert (await admin.post("/api/v1/plugins/attic/disable")).status == 200
+        shed = await make_client(
+            tuned(sqlite_settings), [("shed", AtticServer("shed", ""))], sign_in=False
+        )
+        await shed.sign_in(*ADMIN)
+        assert (await shed.post("/api/v1/plugins/shed/enable")).status == 200
+        film = await (await shed.get(f"/api/v1/media/movie/{FILM}")).json()
+        assert film["status"]["text"] == "Available in The shed box"
+        # No media server at all: nothing to name.
+        assert (await shed.post("/api/v1/plugins/shed/disable")).status == 200
+        film = await (await shed.get(f"/api/v1/media/movie/{FILM}")).json()
+        assert film["status"]["text"] == "Not available yet"

@@ -20,7 +20,6 @@ from ..core.api import ApiModel
 from ..core.auth import (
     CurrentUser,
     ExternalIdentity,
-    Permission,
     SignInRefused,
     admin_exists,
     check_local_password,
@@ -84,7 +83,9 @@ async def sign_in(
     engine = request.app[ENGINE]
     address = client_address(request)
     try:
-        user_id, created = await user_for_identity(engine, request.app[BOX], identity)
+        user_id, created = await user_for_identity(
+            engine, request.app[BOX], identity, request.app[REGISTRY].default_permissions()
+        )
     except SignInRefused as exc:
         await audit.record(
             engine,
@@ -233,7 +234,15 @@ async def setup_page(
 ) -> web.StreamResponse:
     """First run: create the first admin. Only while no admin exists, and only from here."""
     await _check_setup(request)
-    return aiohttp_jinja2.render_template("setup.html", request, {"error": error}, status=status)
+    # The ways of signing in the installed plugins offer, in their own words.
+    providers = [
+        {"label": provider.label, "plugin": record.name}
+        for record in request.app[REGISTRY].records.values()
+        for provider in record.sign_in_providers
+    ]
+    return aiohttp_jinja2.render_template(
+        "setup.html", request, {"error": error, "providers": providers}, status=status
+    )
 
 
 async def _check_setup(request: web.Request) -> None:
@@ -263,7 +272,13 @@ async def setup_form(request: web.Request) -> web.StreamResponse:
     if password != form.get("password_again"):
         return await setup_page(request, error="The two passwords differ.", status=422)
     engine = request.app[ENGINE]
-    user_id = await create_local_user(engine, username, password, role="admin")
+    user_id = await create_local_user(
+        engine,
+        username,
+        password,
+        role="admin",
+        permissions=request.app[REGISTRY].default_permissions(),
+    )
     for listener in request.app[PERMISSIONS_CHANGED]:
         await listener()
     await audit.record(
@@ -298,11 +313,10 @@ class Me(ApiModel):
     )
 
 
-_EVERY_PERMISSION = tuple(sorted(p.value for p in Permission))
-
-
 def _me(request: web.Request, user: CurrentUser, csrf: str | None) -> Me:
-    perms = list(_EVERY_PERMISSION) if user.is_admin else sorted(user.permissions)
+    # What may be granted now (an uninstalled plugin's permission is not).
+    known = {p.name for p in request.app[REGISTRY].permissions()}
+    perms = sorted(known if user.is_admin else user.permissions & known)
     return Me(
         id=str(user.id), username=user.username, role=user.role, permissions=perms, csrf_token=csrf
     )

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core import audit
 from ..core.api import ApiModel, QueryModel, validation_details
-from ..core.auth import PERMISSION_LABELS, SESSION_COOKIE, CurrentUser, Permission
+from ..core.auth import SESSION_COOKIE, CurrentUser, Permission, PermissionSpec
 from ..core.db import writing
 from ..core.errors import ApiError
 from ..core.extensions import Route
-from ..core.keys import ENGINE, PERMISSIONS_CHANGED, SESSIONS, TOKENS
+from ..core.keys import ENGINE, PERMISSIONS_CHANGED, REGISTRY, SESSIONS, TOKENS
 from ..core.middleware import client_address, require_user
 from ..core.models import AuditLog, User, UserIdentity
 
@@ -112,8 +112,13 @@ class UserOut(BaseModel):
     username: str
     email: str | None
     role: str
-    sign_in: list[str] = Field(description='How they sign in: "local", "plex", …')
-    permissions: list[str] = Field(description="Granted permissions; admins may do everything.")
+    sign_in: list[str] = Field(
+        description='How they sign in: "local" (a password), or the sign-in providers they use.'
+    )
+    permissions: list[str] = Field(
+        description="Granted permissions (MediaNest's and the installed plugins'); admins may "
+        "do everything."
+    )
     quotas: Quotas
     disabled: bool
     last_seen_at: datetime | None
@@ -136,13 +141,29 @@ class UserPatch(ApiModel):
     """What to change; fields left out stay as they are."""
 
     role: Literal["admin", "user"] | None = None
-    permissions: list[Permission] | None = Field(
-        default=None, description="The complete list of the user's permissions."
+    permissions: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(
+        default=None,
+        description="The complete list of the user's permissions, of those MediaNest and the "
+        "installed plugins declare (GET /api/v1/permissions lists them).",
     )
     quotas: Quotas | None = Field(default=None, description="Replaces all of the user's quotas.")
     disabled: bool | None = Field(
         default=None, description="A disabled user is signed out everywhere and cannot sign in."
     )
+
+
+class PermissionOut(BaseModel):
+    """A permission that may be granted."""
+
+    name: str
+    label: str
+    description: str
+    default: bool = Field(description="Whether a new user has it.")
+    declared_by: str = Field(description='"medianest", or the plugin that declares it.')
+
+
+class PermissionList(BaseModel):
+    permissions: list[PermissionOut]
 
 
 class AuditQuery(QueryModel):
@@ -177,6 +198,11 @@ class AuditPage(BaseModel):
 
 def _engine(request: web.Request) -> AsyncEngine:
     return request.app[ENGINE]
+
+
+def _catalogue(request: web.Request) -> dict[str, PermissionSpec]:
+    """What may be granted, by name: MediaNest's permissions and the installed plugins'."""
+    return {p.name: p for p in request.app[REGISTRY].permissions()}
 
 
 def _path_id(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -270,7 +296,7 @@ async def account_page(
 ) -> web.StreamResponse:
     """Your account: where you are signed in, and your API tokens."""
     user = require_user(request)
-    labels = [PERMISSION_LABELS[p] for p in Permission if user.has(p)]
+    labels = [p.label for p in _catalogue(request).values() if user.has(p.name)]
     response = aiohttp_jinja2.render_template(
         "account.html",
         request,
@@ -408,7 +434,10 @@ def _user_query() -> Any:
     )
 
 
-async def _users_out(engine: AsyncEngine, rows: list[Any]) -> list[UserOut]:
+async def _users_out(engine: AsyncEngine, rows: list[Any], known: set[str]) -> list[UserOut]:
+    """The users of ``rows``, with those of their permissions that are ``known``: one of a
+    plugin that is not installed now is kept, not shown (it applies again if the plugin comes
+    back)."""
     ids = [r["id"] for r in rows]
     providers: dict[uuid.UUID, set[str]] = {i: set() for i in ids}
     if ids:
@@ -427,7 +456,7 @@ async def _users_out(engine: AsyncEngine, rows: list[Any]) -> list[UserOut]:
             email=r["email"],
             role=r["role"],
             sign_in=(["local"] if r["local"] else []) + sorted(providers[r["id"]]),
-            permissions=sorted(r["permissions"] or []),
+            permissions=sorted(set(r["permissions"] or []) & known),
             quotas=_read_quotas(r["quotas"]),
             disabled=bool(r["disabled"]),
             last_seen_at=_aware(r["last_seen_at"]),
@@ -437,7 +466,8 @@ async def _users_out(engine: AsyncEngine, rows: list[Any]) -> list[UserOut]:
     ]
 
 
-async def _user_page(engine: AsyncEngine, query: UsersQuery) -> UserPage:
+async def _user_page(request: web.Request, query: UsersQuery) -> UserPage:
+    engine = _engine(request)
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(User))).scalar() or 0
         rows = (
@@ -453,7 +483,7 @@ async def _user_page(engine: AsyncEngine, query: UsersQuery) -> UserPage:
             .all()
         )
     return UserPage(
-        users=await _users_out(engine, list(rows)),
+        users=await _users_out(engine, list(rows), set(_catalogue(request))),
         total=total,
         limit=query.limit,
         offset=query.offset,
@@ -467,7 +497,13 @@ async def _get_user(request: web.Request, name: str = "id") -> UserOut:
         row = (await conn.execute(_user_query().where(User.id == user_id))).mappings().first()
     if row is None:
         raise ApiError(404, f"there is no user {request.match_info[name]!r}")
-    return (await _users_out(engine, [row]))[0]
+    return (await _users_out(engine, [row], set(_catalogue(request))))[0]
+
+
+async def _stored_permissions(engine: AsyncEngine, user_id: uuid.UUID) -> list[str]:
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(User.permissions).where(User.id == user_id))).scalar()
+    return list(stored or [])
 
 
 def _may_change(actor: CurrentUser, target: UserOut) -> None:
@@ -485,14 +521,29 @@ async def update_user(request: web.Request, target: UserOut, patch: UserPatch) -
             raise ApiError(403, "Only an administrator can make someone an administrator.")
         changes["role"] = patch.role
     if patch.permissions is not None:
-        wanted = sorted({p.value for p in patch.permissions})
-        granted = set(wanted) - set(target.permissions)
+        catalogue = _catalogue(request)
+        undeclared = [
+            {
+                "field": f"permissions.{i}",
+                "message": f"no permission is named {name!r}: neither MediaNest nor an "
+                "installed plugin declares it",
+            }
+            for i, name in enumerate(patch.permissions)
+            if name not in catalogue
+        ]
+        if undeclared:
+            raise ApiError(422, "the request body is not valid; see details", details=undeclared)
+        wanted = set(patch.permissions)
+        granted = wanted - set(target.permissions)
         reserved = sorted(granted & RESERVED_PERMISSIONS)
         if reserved and not actor.is_admin:
-            labels = ", ".join(f"“{PERMISSION_LABELS[Permission(p)]}”" for p in reserved)
+            labels = ", ".join(f"“{catalogue[p].label}”" for p in reserved)
             raise ApiError(403, f"Only an administrator can grant {labels}.")
-        if wanted != target.permissions:
-            changes["permissions"] = wanted
+        # A permission of a plugin not installed now is not shown, so not changed either.
+        stored = await _stored_permissions(_engine(request), uuid.UUID(target.id))
+        new = sorted(wanted | {p for p in stored if p not in catalogue})
+        if new != sorted(stored):
+            changes["permissions"] = new
     if patch.quotas is not None:
         quotas = patch.quotas.model_dump(exclude_none=True)
         if quotas != target.quotas.model_dump(exclude_none=True):
@@ -546,7 +597,7 @@ async def _get_user_by_id(request: web.Request, user_id: uuid.UUID) -> UserOut:
     engine = _engine(request)
     async with engine.connect() as conn:
         row = (await conn.execute(_user_query().where(User.id == user_id))).mappings().one()
-    return (await _users_out(engine, [row]))[0]
+    return (await _users_out(engine, [row], set(_catalogue(request))))[0]
 
 
 async def _revoke_user_session(request: web.Request) -> UserOut:
@@ -574,7 +625,7 @@ async def _revoke_user_sessions(request: web.Request) -> tuple[UserOut, int]:
 
 async def admin_users_page(request: web.Request, query: UsersQuery) -> web.StreamResponse:
     """Every user: role, how they sign in, permissions, state and last visit."""
-    page = await _user_page(_engine(request), query)
+    page = await _user_page(request, query)
     previous = max(query.offset - query.limit, 0) if query.offset else None
     following = query.offset + query.limit if query.offset + query.limit < page.total else None
     return aiohttp_jinja2.render_template(
@@ -582,7 +633,7 @@ async def admin_users_page(request: web.Request, query: UsersQuery) -> web.Strea
         request,
         {
             "page": page,
-            "labels": {p.value: label for p, label in PERMISSION_LABELS.items()},
+            "labels": {p.name: p.label for p in _catalogue(request).values()},
             "previous_url": None
             if previous is None
             else "/admin/users?" + urlencode({"offset": previous, "limit": query.limit}),
@@ -605,12 +656,13 @@ async def admin_user_page(
     target = target or await _get_user(request)
     permissions = [
         {
-            "value": p.value,
-            "label": PERMISSION_LABELS[p],
-            "checked": p.value in target.permissions,
-            "locked": p in RESERVED_PERMISSIONS and not actor.is_admin,
+            "value": p.name,
+            "label": p.label,
+            "description": p.description,
+            "checked": p.name in target.permissions,
+            "locked": p.name in RESERVED_PERMISSIONS and not actor.is_admin,
         }
-        for p in Permission
+        for p in _catalogue(request).values()
     ]
     return aiohttp_jinja2.render_template(
         "admin/user.html",
@@ -702,7 +754,7 @@ async def admin_user_sessions_revoke_form(request: web.Request) -> web.StreamRes
 
 async def list_users(request: web.Request, query: UsersQuery) -> UserPage:
     """Every user, by name, a page at a time."""
-    return await _user_page(_engine(request), query)
+    return await _user_page(request, query)
 
 
 async def get_user(request: web.Request) -> UserOut:
@@ -713,6 +765,30 @@ async def get_user(request: web.Request) -> UserOut:
 async def patch_user(request: web.Request, body: UserPatch) -> UserOut:
     """Change a user's role, permissions, quotas or access; it applies at their next request."""
     return await update_user(request, await _get_user(request), body)
+
+
+async def list_permissions(request: web.Request) -> PermissionList:
+    """Every permission that may be granted: MediaNest's, then those of each installed plugin
+    (enabled or not)."""
+    registry = request.app[REGISTRY]
+    owners = {
+        p.name: record.name
+        for record in registry.records.values()
+        if record.status != "import error"
+        for p in record.permissions
+    }
+    return PermissionList(
+        permissions=[
+            PermissionOut(
+                name=p.name,
+                label=p.label,
+                description=p.description,
+                default=p.default,
+                declared_by=owners.get(p.name, "medianest"),
+            )
+            for p in registry.permissions()
+        ]
+    )
 
 
 async def list_user_sessions(request: web.Request) -> SessionList:
@@ -862,6 +938,13 @@ ACCOUNT_ROUTES = [
         "GET", "/api/v1/users", list_users, query=UsersQuery, response=UserPage, access=MANAGE_USERS
     ),
     Route("GET", "/api/v1/users/{id}", get_user, response=UserOut, access=MANAGE_USERS),
+    Route(
+        "GET",
+        "/api/v1/permissions",
+        list_permissions,
+        response=PermissionList,
+        access=MANAGE_USERS,
+    ),
     Route(
         "PATCH",
         "/api/v1/users/{id}",

@@ -169,7 +169,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     engine = db.create_engine(settings)
     try:
-        await db.check_schema(engine)
+        # The plugins' own tables too: a plugin whose tables are behind is not started.
+        await db.check_schema(engine, app[REGISTRY].branches())
         app[INSTALLATION_ID] = await db.installation_id(engine)
     except BaseException:
         await engine.dispose()

@@ -14,7 +14,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -42,29 +42,58 @@ _hasher = PasswordHasher()
 
 
 class Permission(StrEnum):
-    """What a user may do beyond looking; admins may do everything."""
+    """What a user may do beyond looking, of MediaNest's own; admins may do everything.
+    Plugins declare theirs (``register_permissions``)."""
 
     REQUEST_MOVIES = "request_movies"
     REQUEST_TV = "request_tv"
     AUTO_APPROVE = "auto_approve"
     MANAGE_REQUESTS = "manage_requests"
-    YOUTUBE = "youtube"
     MANAGE_USERS = "manage_users"
     MANAGE_SETTINGS = "manage_settings"
 
 
-DEFAULT_PERMISSIONS = frozenset(
-    {Permission.REQUEST_MOVIES, Permission.REQUEST_TV, Permission.YOUTUBE}
+@dataclass(frozen=True)
+class PermissionSpec:
+    """A permission that may be granted to users: its ``name`` (what routes' ``access`` and
+    ``user.has`` name), the ``label`` and ``description`` the users admin shows, and whether a
+    new user has it (``default``)."""
+
+    name: str
+    label: str
+    description: str = ""
+    default: bool = False
+
+
+CORE_PERMISSIONS = (
+    PermissionSpec(
+        Permission.REQUEST_MOVIES, "Request films", "Ask for films to be added.", default=True
+    ),
+    PermissionSpec(
+        Permission.REQUEST_TV, "Request series", "Ask for seasons of series to be added.", True
+    ),
+    PermissionSpec(
+        Permission.AUTO_APPROVE,
+        "Requests approved automatically",
+        "Their requests need nobody's approval.",
+    ),
+    PermissionSpec(
+        Permission.MANAGE_REQUESTS,
+        "Approve and decline requests",
+        "Decide on everyone's requests, and be told of new ones.",
+    ),
+    PermissionSpec(
+        Permission.MANAGE_USERS,
+        "Manage users",
+        "Change other people's permissions, quotas and access; read the audit log.",
+    ),
+    PermissionSpec(
+        Permission.MANAGE_SETTINGS,
+        "Manage integrations and settings",
+        "Enable, disable and set up integrations; see the system page.",
+    ),
 )
-PERMISSION_LABELS = {
-    Permission.REQUEST_MOVIES: "Request films",
-    Permission.REQUEST_TV: "Request series",
-    Permission.AUTO_APPROVE: "Requests approved automatically",
-    Permission.MANAGE_REQUESTS: "Approve and decline requests",
-    Permission.YOUTUBE: "Download from YouTube",
-    Permission.MANAGE_USERS: "Manage users",
-    Permission.MANAGE_SETTINGS: "Manage integrations and settings",
-}
+DEFAULT_PERMISSIONS = frozenset(p.name for p in CORE_PERMISSIONS if p.default)
 
 
 @dataclass(frozen=True)
@@ -578,9 +607,13 @@ async def admin_exists(engine: AsyncEngine) -> bool:
 
 
 async def user_for_identity(
-    engine: AsyncEngine, box: SecretBox, identity: ExternalIdentity
+    engine: AsyncEngine,
+    box: SecretBox,
+    identity: ExternalIdentity,
+    default_permissions: Iterable[str] = DEFAULT_PERMISSIONS,
 ) -> tuple[uuid.UUID, bool]:
-    """Find or create the user of ``identity``; returns (user id, created)."""
+    """Find or create the user of ``identity`` (a new one with ``default_permissions``);
+    returns (user id, created)."""
     now = datetime.now(UTC)
     async with writing(engine) as conn:
         row = (
@@ -634,7 +667,7 @@ async def user_for_identity(
                 username=identity.username,
                 email=identity.email,
                 role="admin" if first_admin else "user",
-                permissions=sorted(DEFAULT_PERMISSIONS),
+                permissions=sorted(set(default_permissions)),
                 disabled=False,
                 preferences={},
                 quotas={},
@@ -662,7 +695,7 @@ async def create_local_user(
     password: str,
     *,
     role: str = "user",
-    permissions: frozenset[str] = DEFAULT_PERMISSIONS,
+    permissions: Iterable[str] = DEFAULT_PERMISSIONS,
 ) -> uuid.UUID:
     """Create an account that signs in with a password (works even when plex.tv is down)."""
     async with engine.connect() as conn:

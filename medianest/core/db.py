@@ -3,6 +3,12 @@
 SQLite (the embedded default) runs through aiosqlite in WAL mode with foreign keys on;
 PostgreSQL runs through asyncpg. Schema changes are Alembic migrations; the app refuses to
 start on a database that is behind the code and names the command that brings it up to date.
+
+Plugins ship their own migrations, on Alembic branches of their own (see
+``medianest.core.revisions``): ``medianest migrate`` applies every branch. At start, a new
+database gets every branch; a plugin installed since gets its tables created as a new database
+does; a plugin whose tables are behind is not started (the registry marks it failed, saying to
+run ``medianest migrate``), and the rest of MediaNest is.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .models import AppState
+from .revisions import CORE_VERSIONS, Branch, Graph, installed_branches
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -99,11 +107,17 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
 VERSION_TABLE = "alembic_version"
 
 
-def alembic_config() -> Config:
+def alembic_config(branches: Sequence[Branch] = ()) -> Config:
+    """Alembic's configuration: the kernel's scripts and those of ``branches``."""
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Both names of the option: Alembic 1.16 renamed it.
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_path_separator", "os")
+    locations = [str(CORE_VERSIONS), *(str(b.folder) for b in branches)]
+    cfg.set_main_option("version_locations", os.pathsep.join(locations))
     return cfg
 
 
@@ -119,46 +133,124 @@ def head_revision() -> str:
     return max(numbers)
 
 
+def _branches(branches: Sequence[Branch] | None) -> Sequence[Branch]:
+    """``branches``, or by default those of every installed plugin."""
+    return installed_branches() if branches is None else branches
+
+
 @dataclass(frozen=True)
-class SchemaStatus:
+class BranchStatus:
+    """Where the tables of one plugin are."""
+
+    name: str
     current: str | None
     head: str
-    empty: bool  # no tables at all: a new installation
+    # Nothing of it applied and none of its tables there: a plugin installed since.
+    new: bool = False
 
     @property
     def up_to_date(self) -> bool:
         return self.current == self.head
 
+    def problem(self) -> str:
+        """Why the plugin cannot start, and what the operator should do."""
+        return (
+            f"the schema of its tables is at revision {self.current or 'none'}, this version "
+            f"of it needs {self.head}: run `medianest migrate` to upgrade it"
+        )
 
-def _status(connection: Connection) -> SchemaStatus:
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None
+    head: str
+    empty: bool  # no tables at all: a new installation
+    # Revisions in the version table that neither the kernel nor an installed plugin knows.
+    unknown: tuple[str, ...] = ()
+    # The installed plugins' own migrations.
+    plugins: tuple[BranchStatus, ...] = ()
+
+    @property
+    def up_to_date(self) -> bool:
+        """The kernel's schema is current (the plugins' may not be: see ``plugins``)."""
+        return self.current == self.head and not self.unknown
+
+    @property
+    def complete(self) -> bool:
+        """The kernel's schema and every plugin's are current."""
+        return self.up_to_date and all(p.up_to_date for p in self.plugins)
+
+    def plugin(self, name: str) -> BranchStatus | None:
+        return next((p for p in self.plugins if p.name == name), None)
+
+
+def _status(connection: Connection, branches: Sequence[Branch]) -> SchemaStatus:
     # Tables first, revision second: each read may see a newer database than the one before
     # (another process's first migration committing in between), and a schema only appears
     # together with its revision. The other order can see that revision missing and then
     # the tables present, and would report a schema that is neither new nor up to date.
     tables = inspect(connection).get_table_names()
-    current = None
+    rows: list[str] = []
     if VERSION_TABLE in tables:
-        rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
-        # More than one row (branches) is no revision this MediaNest knows.
-        current = ",".join(sorted(rows)) or None
-    empty = current is None and not tables
-    return SchemaStatus(current=current, head=head_revision(), empty=empty)
+        found = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+        rows = sorted(str(r) for r in found)
+    graph = Graph(branches)
+    applied = graph.applied(rows)
+    plugins = []
+    for branch in branches:
+        scripts = graph.branches[branch.name]
+        if not scripts:
+            continue
+        mine = applied & set(scripts)
+        plugins.append(
+            BranchStatus(
+                name=branch.name,
+                current=graph.newest(mine),
+                head=graph.newest(scripts) or "",
+                new=not mine and branch.tables is not None and not branch.tables & set(tables),
+            )
+        )
+    return SchemaStatus(
+        current=graph.newest(applied & set(graph.core)),
+        head=head_revision(),
+        empty=not rows and not tables,
+        unknown=tuple(r for r in rows if r not in graph),
+        plugins=tuple(plugins),
+    )
 
 
-async def schema_status(engine: AsyncEngine) -> SchemaStatus:
+async def schema_status(
+    engine: AsyncEngine, branches: Sequence[Branch] | None = None
+) -> SchemaStatus:
+    """Where the schema is: the kernel's, and that of ``branches`` (by default, every
+    installed plugin's)."""
+    chosen = _branches(branches)
     async with engine.connect() as conn:
-        return await conn.run_sync(_status)
+        return await conn.run_sync(_status, chosen)
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head", *, downgrade: bool = False) -> None:
-    """Upgrade (or downgrade) the schema to ``revision``."""
+async def migrate(
+    engine: AsyncEngine,
+    revision: str = "heads",
+    *,
+    downgrade: bool = False,
+    branches: Sequence[Branch] | None = None,
+) -> None:
+    """Upgrade (or downgrade) the schema to ``revision``: by default every branch, the
+    kernel's and that of each of ``branches`` (by default, every installed plugin's), to its
+    newest revision. ``"youtube@base"`` names a plugin's branch."""
+    chosen = _branches(branches)
 
     def run(connection: Connection) -> None:
         from alembic import command
 
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-        cfg = alembic_config()
+        status = _status(connection, chosen)
+        if status.unknown:
+            # Alembic cannot move from a revision it has no script of.
+            raise SchemaError(schema_problem(status))
+        cfg = alembic_config(chosen)
         cfg.attributes["connection"] = connection
         if downgrade:
             command.downgrade(cfg, revision)
@@ -169,28 +261,36 @@ async def migrate(engine: AsyncEngine, revision: str = "head", *, downgrade: boo
         await conn.run_sync(run)
 
 
-async def check_schema(engine: AsyncEngine) -> None:
-    """Initialise a new, empty database; refuse a database at any other revision than head."""
-    status = await schema_status(engine)
-    if status.up_to_date:
-        return
+async def check_schema(
+    engine: AsyncEngine, branches: Sequence[Branch] | None = None
+) -> SchemaStatus:
+    """Initialise a new, empty database (every branch); refuse a database whose kernel schema
+    is at any other revision than head. A plugin installed since (none of its migrations
+    applied, none of its tables there) has its tables created now, as a new database would;
+    a plugin whose tables are behind is left as it is, for the registry not to start it."""
+    chosen = _branches(branches)
+    status = await schema_status(engine, chosen)
     if status.empty:
-        await migrate(engine)
-        return
-    raise SchemaError(schema_problem(status))
+        await migrate(engine, branches=chosen)
+        return await schema_status(engine, chosen)
+    if not status.up_to_date:
+        raise SchemaError(schema_problem(status))
+    new = [p for p in status.plugins if p.new]
+    for plugin in new:
+        log.info("creating the tables of plugin %s (revision %s)", plugin.name, plugin.head)
+        await migrate(engine, plugin.head, branches=chosen)
+    return await schema_status(engine, chosen) if new else status
 
 
 def schema_problem(status: SchemaStatus) -> str:
     """Say why a database not at head cannot be used, and what the operator should do."""
-    from alembic.script import ScriptDirectory
-
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    # No revision at all (e.g. after `migrate --downgrade base`) is behind, not newer.
-    if status.current is not None and status.current not in known:
+    if status.unknown:
+        revisions = ", ".join(repr(r) for r in status.unknown)
         return (
-            f"the database is at schema revision {status.current!r}, which this version of "
-            "MediaNest does not know: it was upgraded by a newer MediaNest. Run that version, "
-            "or restore a backup taken before the upgrade."
+            f"the database is at schema revision {revisions}, which this version of MediaNest "
+            "does not know: it was upgraded by a newer MediaNest, or by a plugin that is not "
+            "installed now. Run that version (or install the plugin again), or restore a "
+            "backup taken before the upgrade."
         )
     return (
         f"the database schema is at revision {status.current or 'none'}, "

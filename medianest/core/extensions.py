@@ -361,7 +361,9 @@ class Availability:
 
     One answer per server: ``server_id`` and ``server_name`` say which. ``available`` is true
     when the film, or at least one episode of the series, is there. ``seasons`` maps season
-    numbers to what is present. ``key`` is the server's own id of the item.
+    numbers to what is present. ``key`` is the server's own id of the item. ``service`` is
+    what people call the service the server runs ("Plex"): pages say "Available in Plex"; left
+    empty, they name the server (``server_name``).
     """
 
     source: str
@@ -374,6 +376,12 @@ class Availability:
     year: int | None = None
     key: str | None = None
     checked_at: datetime | None = None
+    service: str = ""
+
+    @property
+    def shown_as(self) -> str:
+        """How pages name where it is: the service, or the server when it names none."""
+        return self.service or self.server_name
 
 
 class MediaNotFound(Exception):
@@ -520,3 +528,18 @@ class NavItem:
 
 Json = dict[str, Any] | list[Any]
 ResponseLike = web.StreamResponse | BaseModel | Json
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A gauge a plugin exports on ``/metrics``, read when Prometheus scrapes.
+
+    ``read`` takes ``plugin`` and returns the value: a number, or for a gauge with ``labels``
+    a mapping of label values (a tuple of them, or one string for one label) to numbers. The
+    gauge is read while the plugin is enabled; otherwise it is exported with no value.
+    """
+
+    name: str
+    description: str
+    read: Callable[..., Any]
+    labels: tuple[str, ...] = ()

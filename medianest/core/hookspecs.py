@@ -26,13 +26,16 @@ from typing import Any
 import pluggy
 from aiohttp import web
 from pydantic import BaseModel
+from sqlalchemy import MetaData
 
+from .auth import PermissionSpec
 from .extensions import (
     Availability,
     Event,
     FulfilmentResult,
     HealthResult,
     MediaDetails,
+    Metric,
     NavItem,
     Notice,
     PluginContext,
@@ -100,6 +103,29 @@ def register_sign_in_providers() -> list[SignInProvider]:
 @hookspec
 def register_template_dirs() -> list[Path]:
     """Return folders of Jinja templates this plugin's widgets and pages use."""
+
+
+@hookspec
+def register_tables() -> MetaData:
+    """Return the SQLAlchemy ``MetaData`` of this plugin's own tables.
+
+    Their Alembic migrations are the scripts in the ``migrations`` folder of the plugin's
+    package, on a branch of their own; ``medianest migrate`` applies them with the core's.
+    """
+
+
+@hookspec
+def register_permissions() -> list[PermissionSpec]:
+    """Return the permissions this plugin's routes and pages check (``Route(access=...)``).
+
+    The users admin offers them while the plugin is installed; ``default`` ones are given to
+    new users.
+    """
+
+
+@hookspec
+def register_metrics() -> list[Metric]:
+    """Return the gauges this plugin exports on ``/metrics``, read when they are scraped."""
 
 
 # --- lifecycle: when a plugin becomes active or inactive ---------------------------------

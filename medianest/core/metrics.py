@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -135,9 +137,24 @@ JOBS_QUEUED = Gauge(
     "Jobs waiting to run (the shared queue in Redis, or this process's own).",
     registry=REGISTRY,
 )
-DOWNLOADS = Gauge(
-    "medianest_downloads",
-    "YouTube downloads by status (read from the database when scraped).",
-    ["status"],
-    registry=REGISTRY,
-)
+
+
+# --- what plugins export --------------------------------------------------------------------
+
+
+class PluginGauges:
+    """The gauges plugins declare (``register_metrics``), as the last scrape read them."""
+
+    def __init__(self) -> None:
+        self.families: list[GaugeMetricFamily] = []
+
+    def describe(self) -> list[Metric]:
+        # Nothing to check against the kernel's names when registering: set at each scrape.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+PLUGIN_GAUGES = PluginGauges()
+REGISTRY.register(PLUGIN_GAUGES)

@@ -1,6 +1,7 @@
 """The kernel's tables: users and their identities, sessions, API tokens, plugin states, the
-audit log and the installation's own state, and the declarative ``Base`` every table of the
-product shares (the request workflow's tables are in ``medianest.requests.models``).
+audit log and the installation's own state, and the declarative ``Base`` MediaNest's own
+tables share (the request workflow's tables are in ``medianest.requests.models``). Plugins keep
+their tables on a MetaData of their own, with migrations of their own.
 
 Alembic migrations in ``medianest/migrations`` create them.
 Hot read paths query these tables with SQLAlchemy Core; the ORM classes are for clarity.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Table,
     Text,
     Uuid,
 )
@@ -168,44 +170,5 @@ class AuditLog(Base):
     __table_args__ = (Index("ix_audit_log_at", "at"),)
 
 
-class YouTubeDownload(Base):
-    """A YouTube video, playlist or channel a user asked to download into the library.
-
-    The row is what the user sees (status, progress, reason); the job queue only carries the
-    work. ``heartbeat_at`` is refreshed while a worker downloads, so a row whose worker died
-    is noticed and retried or failed instead of staying "downloading" for ever.
-    """
-
-    __tablename__ = "youtube_downloads"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    url: Mapped[str] = mapped_column(Text)
-    # "video", "playlist" or "channel"; with ``source_id`` it tells duplicates apart.
-    kind: Mapped[str] = mapped_column(String(16))
-    source_id: Mapped[str] = mapped_column(String(255))
-    title: Mapped[str] = mapped_column(String(500), default="")
-    # quality, container, audio_only
-    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # waiting, queued, downloading, completed, failed or cancelled
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    reason: Mapped[str | None] = mapped_column(Text)
-    percent: Mapped[float] = mapped_column(default=0.0)
-    # The playlist item being downloaded (1-based) and how many there are.
-    item: Mapped[int] = mapped_column(default=0)
-    items: Mapped[int] = mapped_column(default=0)
-    # Kibibytes on disk once done (an integer column holds 2 TiB of them).
-    size_kib: Mapped[int] = mapped_column(default=0)
-    attempts: Mapped[int] = mapped_column(default=0)
-    folder: Mapped[str | None] = mapped_column(Text)
-    files: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    __table_args__ = (
-        Index("ix_youtube_downloads_user_id_created_at", "user_id", "created_at"),
-        Index("ix_youtube_downloads_status", "status"),
-        Index("ix_youtube_downloads_source", "user_id", "kind", "source_id"),
-    )
+# The users table, for plugins' foreign keys (``medianest.users_table``).
+users_table = cast(Table, User.__table__)

@@ -25,19 +25,21 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 import pluggy
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
-from sqlalchemy import insert, select, update
+from sqlalchemy import MetaData, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import audit, auth, hookspecs
+from .auth import CORE_PERMISSIONS, PermissionSpec
 from .bus import Bus
 from .cache import Cache
 from .coordinator import coordinated, default_template_dirs
 from .crypto import DecryptionError, SecretBox, is_encrypted
-from .db import writing
+from .db import schema_status, writing
 from .extensions import (
     Event,
     HealthResult,
     MediaNotFound,
+    Metric,
     PluginContext,
     Poller,
     Publisher,
@@ -48,10 +50,10 @@ from .extensions import (
 )
 from .jobs import JobQueue, PollerRunner
 from .models import PluginState
+from .revisions import ENTRY_POINT_GROUP, Branch, migrations_folder
 
 log = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = "medianest.plugins"
 BUS_CHANNEL = "plugins"
 # How long shutdown waits for the plugins to be told of the last events.
 EVENTS_GRACE_SECONDS = 5.0
@@ -104,6 +106,12 @@ class PluginRecord:
     topics: list[str] = field(default_factory=list)
     template_dirs: list[Path] = field(default_factory=list)
     sign_in_providers: list[SignInProvider] = field(default_factory=list)
+    # Its own tables (register_tables) and the folder of their migrations (its package's
+    # ``migrations``, known even when it fails to import).
+    tables: MetaData | None = None
+    migrations: Path | None = None
+    permissions: list[PermissionSpec] = field(default_factory=list)
+    metrics: list[Metric] = field(default_factory=list)
     # The last failure of each hook, shown on the admin page until the hook succeeds again.
     hook_errors: dict[str, str] = field(default_factory=dict)
 
@@ -192,6 +200,7 @@ class PluginRegistry:
                     version=version,
                     status="import error",
                     error=f"{type(exc).__name__}: {exc}",
+                    migrations=migrations_folder(ep.module),
                 )
                 continue
             self._register(ep.name, module, version)
@@ -202,6 +211,8 @@ class PluginRegistry:
         record = PluginRecord(
             name=name, module=module, version=version, description=_describe(module)
         )
+        if isinstance(module, ModuleType) and hasattr(module, "__path__"):
+            record.migrations = migrations_folder(module.__name__)
         self.records[name] = record
         try:
             self.pm.register(module, name=name)
@@ -228,6 +239,10 @@ class PluginRegistry:
             )
             model = await self._registration(record, hookspecs.register_settings_model)
             record.settings_model = model if isinstance(model, type) else None
+            tables = await self._registration(record, hookspecs.register_tables)
+            record.tables = tables if isinstance(tables, MetaData) else None
+            record.permissions = await self._registered(record, hookspecs.register_permissions)
+            record.metrics = await self._registered(record, hookspecs.register_metrics)
             # A live widget names its coordinator: its topic and poller follow from it.
             record.widgets, record.pollers, record.topics = coordinated(
                 record.name, record.widgets, record.pollers, record.topics
@@ -235,6 +250,70 @@ class PluginRegistry:
             record.template_dirs = record.template_dirs or default_template_dirs(record.module)
             for topic in record.topics:
                 self._topic_owner[topic] = record.name
+        self._check_permissions()
+
+    def _check_permissions(self) -> None:
+        """A plugin's permission named like another's is left out (the first one stands), and
+        a route that needs a permission nobody declares is shown as a failure."""
+        taken = {p.name: "medianest" for p in CORE_PERMISSIONS}
+        for record in self.records.values():
+            declared: list[PermissionSpec] = []
+            problems = []
+            for spec in record.permissions:
+                owner = taken.setdefault(spec.name, record.name)
+                if owner != record.name or spec.name in {d.name for d in declared}:
+                    problems.append(f"the permission {spec.name!r} is already {owner}'s")
+                else:
+                    declared.append(spec)
+            record.permissions = declared
+            self._note_problems(record, "register_permissions", problems)
+        for record in self.records.values():
+            problems = [
+                f"{route.method} {route.path} needs the permission {route.access!r}, which "
+                "neither MediaNest nor an installed plugin declares (it is closed)"
+                for route in record.routes
+                if route.access not in ("public", "user") and route.access not in taken
+            ]
+            self._note_problems(record, "register_routes", problems)
+
+    def _note_problems(self, record: PluginRecord, hook: str, problems: list[str]) -> None:
+        if problems:
+            message = "; ".join(problems)
+            self.note_failure(record.name, hook, ValueError(message))
+            log.error("plugin %s: %s", record.name, message)
+
+    def branches(self) -> list[Branch]:
+        """The migrations of every installed plugin that has some."""
+        return [
+            Branch(
+                record.name,
+                record.migrations,
+                frozenset(record.tables.tables) if record.tables is not None else None,
+            )
+            for record in self.records.values()
+            if record.migrations is not None
+        ]
+
+    def permissions(self) -> list[PermissionSpec]:
+        """What may be granted: the core's permissions, then those of every installed plugin
+        (enabled or not; a plugin that fails to import declares none)."""
+        found = list(CORE_PERMISSIONS)
+        for record in self.records.values():
+            if record.status != "import error":
+                found.extend(record.permissions)
+        return found
+
+    def default_permissions(self) -> frozenset[str]:
+        """The permissions a new user is given."""
+        return frozenset(p.name for p in self.permissions() if p.default)
+
+    def permission_label(self, name: str) -> str:
+        return next((p.label for p in self.permissions() if p.name == name), name)
+
+    def implementers(self, hook: str) -> list[str]:
+        """The installed plugins (enabled or not) that implement ``hook``, to name in messages
+        ("set up the tmdb integration") when none of them answered."""
+        return [r.name for r in self.records.values() if self._impl(r, hook) is not None]
 
     async def _registered(self, record: PluginRecord, hook: Callable[[], list[R]]) -> list[R]:
         return list(await self._registration(record, hook) or [])
@@ -370,9 +449,22 @@ class PluginRegistry:
         elif not record.enabled and record.status != "inactive":
             await self._deactivate(record)
 
+    async def _schema_problem(self, record: PluginRecord) -> str | None:
+        """Why the plugin's tables do not fit this version of it, if they do not."""
+        if record.migrations is None:
+            return None
+        (branch,) = [b for b in self.branches() if b.name == record.name]
+        status = (await schema_status(self._engine, [branch])).plugin(record.name)
+        return None if status is None or status.up_to_date else status.problem()
+
     async def _activate(self, record: PluginRecord) -> None:
         self.changes += 1
         self._contexts.pop(record.name, None)
+        problem = await self._schema_problem(record)
+        if problem is not None:
+            log.error("plugin %s cannot start: %s", record.name, problem)
+            record.status, record.error = "failed", problem
+            return
         try:
             ctx = self.context(record.name)
         except PluginSecretsUnreadable as exc:

@@ -3,10 +3,13 @@
 An archive is a gzip-compressed tar file holding ``manifest.json`` first and then one copy of
 the database: ``database.sqlite3`` (SQLite's online backup API, copied inside one read
 transaction, so a server writing meanwhile neither blocks nor restarts it) or ``database.sql``
-(one ``pg_dump`` run on a snapshot exported by the transaction that also counts the rows). The
-manifest records the schema revision, the row count of every table and the SHA-256 of every
-member; restoring checks all of it before anything is written, and ``verify`` restores into a
-throwaway database to prove that an archive restores.
+(one ``pg_dump`` run on a snapshot exported by the transaction that also counts the rows). Every
+table is in it: MediaNest's own and every plugin's. The manifest records the schema revisions
+(the core's, and every row of Alembic's version table: each plugin's branch has its own), the
+row count of every table and the SHA-256 of every member; restoring checks all of it before
+anything is written, and ``verify`` restores into a throwaway database to prove that an archive
+restores. An archive of an older schema is migrated to this version's, every plugin's tables
+included.
 
 The key that decrypts stored secrets is never put in an archive: a leaked archive must not
 reveal the secrets it holds encrypted. It is backed up separately.
@@ -42,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .. import __version__
 from ..core import db
 from ..core.crypto import SecretBox, generate_key
+from ..core.revisions import Graph, installed_branches
 from ..core.settings import Settings, key_file, load_keyring
 from .rotation import SecretFieldsOf, keys_in_use
 
@@ -91,12 +95,23 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _known_revisions() -> set[str]:
-    from alembic.script import ScriptDirectory  # Alembic only when a backup is made or read
+def _revisions(rows: list[str]) -> dict[str, Any]:
+    """What the manifest says of the schema, from the version table's ``rows``: every row, and
+    the core's revision (or, when some rows are of no revision this MediaNest knows, those)."""
+    graph = Graph(installed_branches())
+    unknown = [r for r in rows if r not in graph]
+    core = graph.newest(graph.applied(rows) & set(graph.core))
+    return {"schema_revision": ",".join(unknown) if unknown else core, "schema_revisions": rows}
 
-    return {
-        rev.revision for rev in ScriptDirectory.from_config(db.alembic_config()).walk_revisions()
-    }
+
+def _manifest_rows(manifest: dict[str, Any]) -> list[str]:
+    """The version table's rows an archive holds (an archive of before plugins had their own
+    migrations records the one revision there was)."""
+    rows = manifest.get("schema_revisions")
+    if rows is None:
+        revision = manifest.get("schema_revision")
+        return [] if revision is None else [str(revision)]
+    return [str(r) for r in rows]
 
 
 def _rows(tables: dict[str, int]) -> int:
@@ -301,11 +316,10 @@ def _sqlite_counts(conn: sqlite3.Connection, progress: Progress = _quiet) -> dic
     return counts
 
 
-def _sqlite_revision(conn: sqlite3.Connection, tables: dict[str, int]) -> str | None:
+def _sqlite_revisions(conn: sqlite3.Connection, tables: dict[str, int]) -> list[str]:
     if "alembic_version" not in tables:
-        return None
-    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    return str(row[0]) if row else None
+        return []
+    return sorted(str(r) for (r,) in conn.execute("SELECT version_num FROM alembic_version"))
 
 
 def _snapshot_sqlite(settings: Settings, target: Path, progress: Progress) -> dict[str, Any]:
@@ -321,7 +335,7 @@ def _snapshot_sqlite(settings: Settings, target: Path, progress: Progress) -> di
         conn.execute("BEGIN")
         try:
             tables = _sqlite_counts(conn, progress)
-            revision = _sqlite_revision(conn, tables)
+            rows = _sqlite_revisions(conn, tables)
 
             def copied(_status: int, remaining: int, total: int) -> None:
                 size = page_size * total
@@ -332,7 +346,7 @@ def _snapshot_sqlite(settings: Settings, target: Path, progress: Progress) -> di
                 conn.backup(copy, pages=_SQLITE_PAGES_PER_STEP, progress=copied)
         finally:
             conn.execute("COMMIT")
-    return {"schema_revision": revision, "tables": tables}
+    return {**_revisions(rows), "tables": tables}
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
@@ -407,10 +421,11 @@ async def _pg_counts(
     return counts
 
 
-async def _pg_revision(conn: AsyncConnection, tables: dict[str, int]) -> str | None:
+async def _pg_revisions(conn: AsyncConnection, tables: dict[str, int]) -> list[str]:
     if "alembic_version" not in tables:
-        return None
-    return (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar()
+        return []
+    rows = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+    return sorted(str(r) for r in rows.scalars())
 
 
 @asynccontextmanager
@@ -444,10 +459,10 @@ async def _snapshot_postgres(
             snapshot = str((await conn.exec_driver_sql("SELECT pg_export_snapshot()")).scalar())
             schema, names = await _pg_tables(conn)
             tables = await _pg_counts(conn, schema, names, progress)
-            revision = await _pg_revision(conn, tables)
+            rows = await _pg_revisions(conn, tables)
             await _run_pg_dump(pg_dump, settings, snapshot, target, len(names), progress)
     return {
-        "schema_revision": revision,
+        **_revisions(rows),
         "tables": tables,
         "postgresql": {"schema": schema, "server": server_version, "pg_dump": dump_version},
     }
@@ -534,12 +549,17 @@ def _check_manifest(data: bytes) -> dict[str, Any]:
         or not set(members) <= {SQLITE_MEMBER, POSTGRES_MEMBER}
     ):
         raise BackupError("its manifest is incomplete")
-    revision = manifest.get("schema_revision")
-    if revision is not None and revision not in _known_revisions():
+    rows = manifest.get("schema_revisions")
+    if rows is not None and not (isinstance(rows, list) and all(isinstance(r, str) for r in rows)):
+        raise BackupError("its manifest is incomplete")
+    graph = Graph(installed_branches())
+    unknown = [r for r in _manifest_rows(manifest) if r not in graph]
+    if unknown:
         raise BackupError(
-            f"it was taken of a database at schema revision {revision!r}, which this version "
-            f"of MediaNest ({__version__}) does not know: it comes from a newer MediaNest. "
-            "Restore it with that version (or a newer one)."
+            f"it was taken of a database at schema revision {', '.join(map(repr, unknown))}, "
+            f"which this version of MediaNest ({__version__}) does not know: it comes from a "
+            "newer MediaNest, or holds the tables of a plugin not installed here. Restore it "
+            "with that version (or a newer one), or install that plugin first."
         )
     return manifest
 
@@ -741,12 +761,21 @@ async def _prepare_sqlite_copy(
 
 
 async def _migrate(settings: Settings, manifest: dict[str, Any]) -> str | None:
-    revision = manifest["schema_revision"]
-    if revision is None or revision == db.head_revision():
+    """Bring a restored database to this version's schema, the plugins' tables included;
+    return where it was (the core's revision, and each plugin's that was behind), if it was
+    not there."""
+    if not _manifest_rows(manifest):
         return None
     async with _engine(settings) as engine:
+        status = await db.schema_status(engine)
+        if status.complete:
+            return None
         await db.migrate(engine)
-    return str(revision)
+    where = status.current or "none"
+    if status.up_to_date:  # only plugins' tables were behind: say which
+        behind = [f"{p.name} at {p.current or 'none'}" for p in status.plugins if not p.up_to_date]
+        where += f" (the tables of {', '.join(behind)})"
+    return where
 
 
 async def _restore_postgres(

@@ -13,13 +13,17 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import logging
+import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 import aiohttp_jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel
 from sqlalchemy import Table, func, select, text
 
@@ -28,14 +32,14 @@ from ..core import hookspecs
 from ..core.auth import Permission
 from ..core.db import schema_status
 from ..core.errors import ApiError
-from ..core.extensions import HealthResult, Route
+from ..core.extensions import HealthResult, Metric, Route, call_with, resolve
 from ..core.keys import CACHE, CLIENT_ADDRESS, ENGINE, HUB, REDIS, REGISTRY, SETTINGS
 from ..core.metrics import (
     ACTIVE_USERS,
     BUILD_INFO,
     DEPENDENCY_UP,
-    DOWNLOADS,
     JOBS_QUEUED,
+    PLUGIN_GAUGES,
     PLUGIN_HEALTH,
     REQUESTS_BY_STATUS,
     WEBSOCKETS,
@@ -43,17 +47,18 @@ from ..core.metrics import (
 from ..core.metrics import (
     REGISTRY as METRICS,
 )
-from ..core.models import Session, YouTubeDownload
+from ..core.models import Session
 from ..core.settings import Settings
 from ..requests.models import MediaRequest
 from ..requests.workflow import STATUSES
+
+log = logging.getLogger(__name__)
 
 HEALTH_TTL = 30.0
 HEALTH_TIMEOUT = 10.0
 SCORE = {"ok": 1.0, "degraded": 0.5, "down": 0.0}
 requests_t = cast(Table, MediaRequest.__table__)
 sessions_t = cast(Table, Session.__table__)
-downloads_t = cast(Table, YouTubeDownload.__table__)
 
 
 class Component(BaseModel):
@@ -107,14 +112,21 @@ async def components(app: web.Application) -> list[Component]:
         )
     )
     if problem is None:
-        schema = await schema_status(engine)
+        schema = await schema_status(engine, app[REGISTRY].branches())
+        message = (
+            f"at {schema.current}"
+            if schema.up_to_date
+            else f"at {schema.current}, code needs {schema.head}: run `medianest migrate`"
+        )
+        # A plugin whose tables are behind is not started; the rest of MediaNest serves.
+        behind = [p.name for p in schema.plugins if not p.up_to_date]
+        if behind:
+            message += f"; the tables of {', '.join(behind)} are behind: run `medianest migrate`"
         found.append(
             Component(
                 name="migrations",
                 status="ok" if schema.up_to_date else "down",
-                message=f"at {schema.current}"
-                if schema.up_to_date
-                else f"at {schema.current}, code needs {schema.head}: run `medianest migrate`",
+                message=message,
             )
         )
     redis = app.get(REDIS)
@@ -231,12 +243,6 @@ async def _business_figures(app: web.Application) -> None:
                 sessions_t.c.last_seen_at >= since
             )
         )
-        downloads = await conn.execute(
-            select(downloads_t.c.status, func.count()).group_by(downloads_t.c.status)
-        )
-        DOWNLOADS.clear()
-        for status, count in downloads:
-            DOWNLOADS.labels(status).set(count)
     for status in STATUSES:
         REQUESTS_BY_STATUS.labels(status).set(counted.get(status, 0))
     ACTIVE_USERS.set(active or 0)
@@ -245,6 +251,47 @@ async def _business_figures(app: web.Application) -> None:
         # When the queue in Redis is unreachable, readiness says so.
         with contextlib.suppress(Exception):
             JOBS_QUEUED.set(await jobs.depth())
+
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+async def _plugin_gauges(app: web.Application) -> None:
+    """Read the gauges plugins export: each enabled plugin's, each on its own (one that
+    fails is left without a value and shown on the admin page); a disabled plugin's are
+    exported without a value."""
+    registry = app[REGISTRY]
+    declared: list[tuple[str, Metric]] = []
+    for record in registry.records.values():
+        for metric in record.metrics:
+            if not _METRIC_NAME.fullmatch(metric.name) or any(
+                metric.name == m.name for _, m in declared
+            ):
+                problem = ValueError(f"{metric.name!r} is not a free metric name")
+                if registry.note_failure(record.name, f"metric {metric.name}", problem):
+                    log.error("plugin %s: %s", record.name, problem)
+                continue
+            declared.append((record.name, metric))
+
+    async def read(name: str, metric: Metric) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(metric.name, metric.description, labels=list(metric.labels))
+        if not registry.is_active(name):
+            return family
+        what = f"metric {metric.name}"
+        try:
+            value = await resolve(call_with(metric.read, plugin=registry.context(name)))
+            samples = value.items() if isinstance(value, Mapping) else [((), value)]
+            for labels, number in samples:
+                key = (labels,) if isinstance(labels, str) else tuple(labels)
+                family.add_metric([str(v) for v in key], float(number))
+        except Exception as exc:
+            if registry.note_failure(name, what, exc):
+                log.exception("plugin %s failed to read %s", name, what)
+            return GaugeMetricFamily(metric.name, metric.description, labels=list(metric.labels))
+        registry.note_success(name, what)
+        return family
+
+    PLUGIN_GAUGES.families = list(await asyncio.gather(*(read(n, m) for n, m in declared)))
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -261,7 +308,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     BUILD_INFO.labels(__version__).set(1)
     WEBSOCKETS.set(app[HUB].connections)
-    await asyncio.gather(components(app), services(app), _business_figures(app))
+    await asyncio.gather(
+        components(app), services(app), _business_figures(app), _plugin_gauges(app)
+    )
     return web.Response(
         body=generate_latest(METRICS), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -184,12 +184,24 @@ class RequestDesk:
         except MediaNotFound as exc:
             raise ApiError(404, str(exc)) from None
         if answer is None:
+            who = self._who_could("lookup_media")
             raise ApiError(
                 503,
-                f"MediaNest cannot look up a {kind} right now: the TMDB integration is off or not "
-                "answering. An admin can check it under Integrations.",
+                f"MediaNest cannot look up a {kind} right now: "
+                + (
+                    f"{who} is off or not answering. An admin can check it under Integrations."
+                    if who
+                    else "no integration that looks films and series up is installed."
+                ),
             )
         return answer[1]
+
+    def _who_could(self, hook: str) -> str | None:
+        """The integrations that could have answered ``hook`` (installed, enabled or not), as
+        the Integrations page names them ("the tmdb integration"): the core names no service
+        of its own."""
+        names = self.registry.implementers(hook)
+        return f"the {' or the '.join(names)} integration" if names else None
 
     async def availability(self, media_type: str, ids: Mapping[str, str]) -> list[Availability]:
         answers = await self.registry.call_each(
@@ -313,11 +325,15 @@ class RequestDesk:
         )
         answer = await self.registry.call_first(hookspecs.fulfil_request, request=info)
         if answer is None or not isinstance(answer[1], FulfilmentResult):
-            app = "Radarr" if record.media_type == "movie" else "Sonarr"
+            who = self._who_could("fulfil_request")
             result = FulfilmentResult(
                 False,
                 f"Nothing can fulfil {requests.KIND[record.media_type]} requests: an admin can "
-                f"set up {app} under Integrations, then retry.",
+                + (
+                    f"set up {who} under Integrations, then retry."
+                    if who
+                    else "install an integration that fulfils them, then retry."
+                ),
             )
             by = None
         else:
@@ -442,7 +458,7 @@ class RequestDesk:
                 await self._progress(record, items)
 
     async def _arrive(self, record: RequestRecord, target: str, holding: Holding) -> None:
-        where = ", ".join(holding.servers) or "Plex"
+        where = holding.held_by()
         if target == "available":
             message = f"Ready to watch in {where}."
         else:

@@ -64,6 +64,9 @@ class MediaAvailability(Base):
     )
     server_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     server_name: Mapped[str] = mapped_column(String(255))
+    # What people call the service the server runs, as the plugin that answered says it
+    # ("Plex"); empty in answers stored before it was kept.
+    service: Mapped[str] = mapped_column(String(64), default="")
     # The plugin that answered (``plex``).
     source: Mapped[str] = mapped_column(String(64))
     available: Mapped[bool] = mapped_column(Boolean, default=False)

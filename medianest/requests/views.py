@@ -41,7 +41,9 @@ def _desk(request: web.Request) -> RequestDesk:
 # --- models of the JSON API -----------------------------------------------------------------
 
 
-TmdbId = Annotated[int, Field(gt=0, lt=100_000_000, description="The film's or series' TMDB id.")]
+TmdbId = Annotated[
+    int, Field(gt=0, lt=100_000_000, description="The film's or series' id in the catalogue.")
+]
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 
 
@@ -301,20 +303,22 @@ def media_status(
         return "you" if record.user_id == user.id else record.username
 
     complete = sorted(holding.complete_seasons())
+    # Where it is, or was looked for, as the plugins that answered name their servers.
+    held_in, looked_in = holding.held_in(), holding.looked_in()
     if media_type == "movie" and holding.available:
-        return MediaStatus(state="available", text="Available in Plex")
+        return MediaStatus(state="available", text=f"Available in {held_in}")
     if media_type == "tv" and holding.available:
         present = sorted(holding.complete_seasons() | holding.partial_seasons())
         open_ = [r for r in standing if r.status in requests.STANDING]
         listed_seasons = {n for n, count in episode_counts.items() if n > 0 and count > 0}
         if listed_seasons and listed_seasons <= set(complete):
             return MediaStatus(
-                state="available", text="Available in Plex", available_seasons=complete
+                state="available", text=f"Available in {held_in}", available_seasons=complete
             )
         if not open_:
             return MediaStatus(
                 state="partially_available",
-                text=f"In Plex: {requests.listed(present)}",
+                text=f"In {held_in}: {requests.listed(present)}",
                 available_seasons=complete,
             )
     live = [r for r in standing if r.status in requests.STANDING]
@@ -327,7 +331,8 @@ def media_status(
             request_status=first.status,
             available_seasons=complete,
         )
-    return MediaStatus(state="requestable", text="Not in Plex yet", available_seasons=complete)
+    text = f"Not in {looked_in} yet" if looked_in else "Not available yet"
+    return MediaStatus(state="requestable", text=text, available_seasons=complete)
 
 
 async def _statuses(
@@ -411,7 +416,7 @@ async def media_statuses(request: web.Request, query: StatusQuery) -> StatusesOu
     for part in query.ids.split(","):
         kind, _, number = part.strip().partition(":")
         if kind not in ("movie", "tv") or not number.isdigit() or not 0 < int(number) < 10**8:
-            raise ApiError(422, f'"{part.strip()}" is not "movie:<TMDB id>" or "tv:<TMDB id>".')
+            raise ApiError(422, f'"{part.strip()}" is not "movie:<id>" or "tv:<id>".')
         keys.append((kind, int(number)))
     keys = list(dict.fromkeys(keys))
     if len(keys) > 100:
@@ -433,7 +438,7 @@ def _media_type(request: web.Request) -> str:
 def _tmdb_id(request: web.Request) -> int:
     given = request.match_info["tmdb_id"]
     if not (given.isascii() and given.isdigit()) or not 0 < int(given) < 10**8:
-        raise ApiError(404, f"{given[:20]!r} is not a TMDB id.")
+        raise ApiError(404, f"{given[:20]!r} is not a catalogue id.")
     return int(given)
 
 
@@ -466,7 +471,8 @@ async def _media(request: web.Request) -> MediaOut:
         elif present:
             state, text = "partially_available", f"{present} of {s.episode_count} episodes"
         else:
-            state, text = "requestable", "Not in Plex"
+            looked_in = holding.looked_in()
+            state, text = "requestable", f"Not in {looked_in}" if looked_in else "Not available"
         seasons.append(
             SeasonOut(
                 number=s.number,

@@ -484,7 +484,24 @@ class Holding:
     available: bool = False
     # Season number → (episodes present, episodes the catalogue lists).
     seasons: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    # The names of the servers that hold it ("Home Server").
     servers: tuple[str, ...] = ()
+    # What pages call the servers that hold it, and every server that answered, as the
+    # plugins that answered say it ("Plex"; a server's name when its plugin names no service).
+    services: tuple[str, ...] = ()
+    checked: tuple[str, ...] = ()
+
+    def held_by(self) -> str:
+        """The servers that hold it, by name: "Ready to watch in Home Server"."""
+        return _names(self.servers) or "a media server"
+
+    def held_in(self) -> str:
+        """The services that hold it: "Available in Plex"."""
+        return _names(self.services) or "a media server"
+
+    def looked_in(self) -> str | None:
+        """The services asked: "Not in Plex yet"; ``None`` when no media server answered."""
+        return _names(self.checked) or None
 
     def complete_seasons(self) -> set[int]:
         return {
@@ -493,6 +510,10 @@ class Holding:
 
     def partial_seasons(self) -> set[int]:
         return {n for n, (present, _) in self.seasons.items() if present} - self.complete_seasons()
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(dict.fromkeys(n for n in names if n))
 
 
 def episode_counts(metadata: Mapping[str, Any]) -> dict[int, int]:
@@ -523,7 +544,14 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 def _kept(answer: Availability) -> tuple[Any, ...]:
     """What is stored of one server's answer, but for when it was checked."""
     seasons = tuple(sorted((n, s.present, s.known) for n, s in answer.seasons.items()))
-    return (answer.server_name, answer.source, answer.available, answer.key, seasons)
+    return (
+        answer.server_name,
+        answer.service,
+        answer.source,
+        answer.available,
+        answer.key,
+        seasons,
+    )
 
 
 async def save_availabilities(
@@ -571,12 +599,12 @@ async def _stored_availability(conn: AsyncConnection, media_ids: Sequence[uuid.U
     stored: Stored = {}
     for chunk in _chunks(media_ids):
         rows = await conn.execute(
-            select(a.media_id, a.server_id, a.server_name, a.source, a.available, a.key).where(
-                a.media_id.in_(chunk)
-            )
+            select(
+                a.media_id, a.server_id, a.server_name, a.service, a.source, a.available, a.key
+            ).where(a.media_id.in_(chunk))
         )
-        for media_id, server_id, name, source, available, key in rows:
-            stored[(media_id, server_id)] = [name, source, bool(available), key, []]
+        for media_id, server_id, name, service, source, available, key in rows:
+            stored[(media_id, server_id)] = [name, service, source, bool(available), key, []]
         season_rows = await conn.execute(
             select(s.media_id, s.server_id, s.season, s.present, s.known)
             .where(s.media_id.in_(chunk))
@@ -585,7 +613,7 @@ async def _stored_availability(conn: AsyncConnection, media_ids: Sequence[uuid.U
         for media_id, server_id, season, present, known in season_rows:
             entry = stored.get((media_id, server_id))
             if entry is not None:
-                entry[4].append((season, present, known))
+                entry[5].append((season, present, known))
     return stored
 
 
@@ -597,7 +625,7 @@ def _changed_availability(
     for media_id, answers in found.items():
         for answer in answers:
             kept = stored.get((media_id, answer.server_id))
-            if kept is None or (*kept[:4], tuple(kept[4])) != _kept(answer):
+            if kept is None or (*kept[:5], tuple(kept[5])) != _kept(answer):
                 changed.append((media_id, answer, kept is not None))
     return changed
 
@@ -638,6 +666,7 @@ async def _write_availability(
                 "media_id": media_id,
                 "server_id": answer.server_id,
                 "server_name": answer.server_name,
+                "service": answer.service,
                 "source": answer.source,
                 "available": answer.available,
                 "key": answer.key,
@@ -673,6 +702,8 @@ def holding_from(answers: Sequence[Availability], metadata: Mapping[str, Any]) -
         available=any(a.available for a in answers),
         seasons={n: (present, counts.get(n, 0)) for n, present in seasons.items()},
         servers=tuple(a.server_name for a in answers if a.available),
+        services=tuple(a.shown_as for a in answers if a.available),
+        checked=tuple(a.shown_as for a in answers),
     )
 
 
@@ -684,14 +715,23 @@ async def stored_holdings(
         return {}
     ids = list(media)
     async with engine.connect() as conn:
-        available = await conn.execute(
-            select(availability_t.c.media_id, availability_t.c.server_name).where(
-                availability_t.c.media_id.in_(ids), availability_t.c.available.is_(True)
-            )
+        answered = await conn.execute(
+            select(
+                availability_t.c.media_id,
+                availability_t.c.server_name,
+                availability_t.c.service,
+                availability_t.c.available,
+            ).where(availability_t.c.media_id.in_(ids))
         )
         servers: dict[uuid.UUID, list[str]] = {}
-        for media_id, name in available:
-            servers.setdefault(media_id, []).append(name)
+        services: dict[uuid.UUID, list[str]] = {}
+        checked: dict[uuid.UUID, list[str]] = {}
+        for media_id, name, service, available in answered:
+            # An answer stored before services were kept names its server.
+            checked.setdefault(media_id, []).append(service or name)
+            if available:
+                servers.setdefault(media_id, []).append(name)
+                services.setdefault(media_id, []).append(service or name)
         rows = await conn.execute(
             select(
                 season_availability_t.c.media_id,
@@ -711,6 +751,8 @@ async def stored_holdings(
             available=media_id in servers,
             seasons={n: (p, counts.get(n, 0)) for n, p in present.get(media_id, {}).items()},
             servers=tuple(servers.get(media_id, ())),
+            services=tuple(services.get(media_id, ())),
+            checked=tuple(checked.get(media_id, ())),
         )
     return holdings
 
@@ -965,8 +1007,7 @@ async def create(
     auto = user.has(Permission.AUTO_APPROVE)
     movie = details.media_type == "movie"
     if movie and holding.available and not is_4k:
-        where = ", ".join(holding.servers) or "Plex"
-        raise ApiError(409, f"{details.title} is already available in {where}.")
+        raise ApiError(409, f"{details.title} is already available in {holding.held_by()}.")
     async with writing(engine) as conn:
         media_id, new_media = await upsert_media(conn, details, tmdb_id)
         standing = _records(

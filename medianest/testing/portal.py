@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..app import create_app
 from ..core.auth import DEFAULT_PERMISSIONS, admin_exists, create_local_user
@@ -236,6 +237,11 @@ class Portal:
     def app(self) -> web.Application:
         assert self._server is not None, "the portal is not started"
         return self._server.app
+
+    @property
+    def db(self) -> AsyncEngine:
+        """The portal's database, for a test to look at a plugin's own tables."""
+        return self.app[ENGINE]
 
     @property
     def url(self) -> str:

@@ -553,7 +553,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         request,
         user_id=str(user.id) if user else None,
         session_id=str(user.session_id) if user and user.session_id else None,
-        permissions=frozenset(p for p in Permission if user.has(p)) if user else frozenset(),
+        permissions=frozenset(
+            p.name for p in request.app[REGISTRY].permissions() if user.has(p.name)
+        )
+        if user
+        else frozenset(),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from medianest import Availability, PluginContext, SeasonAvailability
 
-from .client import MOVIE, SEASON, SHOW, Item, Plex, Section
+from .client import LABEL, MOVIE, SEASON, SHOW, Item, Plex, Section
 
 # How long an index is kept without a new full scan (several full-scan intervals).
 KEEP_SECONDS = 7 * 86400.0
@@ -161,6 +161,8 @@ def answer(
         "source": plugin.name,
         "server_id": server["id"],
         "server_name": server["name"],
+        # What pages call it: "Available in Plex".
+        "service": LABEL,
         "media_type": media_type,
         "checked_at": checked,
     }

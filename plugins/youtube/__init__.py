@@ -17,11 +17,14 @@ from pathlib import Path
 
 from aiohttp import web
 from pydantic import BaseModel
+from sqlalchemy import MetaData
 
 from medianest import (
     HealthResult,
     JobType,
+    Metric,
     NavItem,
+    PermissionSpec,
     PluginContext,
     Poller,
     Route,
@@ -29,7 +32,7 @@ from medianest import (
     hookimpl,
 )
 
-from . import downloader, routes, store, widgets
+from . import downloader, models, routes, store, widgets
 from .settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,6 +52,35 @@ def register_settings_model() -> type[BaseModel]:
 @hookimpl
 def register_template_dirs() -> list[Path]:
     return [TEMPLATES]
+
+
+@hookimpl
+def register_tables() -> MetaData:
+    return models.Base.metadata
+
+
+@hookimpl
+def register_permissions() -> list[PermissionSpec]:
+    return [
+        PermissionSpec(
+            routes.PERMISSION,
+            "Download from YouTube",
+            "Download videos, playlists and channels into their folder of the library.",
+            default=True,
+        )
+    ]
+
+
+@hookimpl
+def register_metrics() -> list[Metric]:
+    return [
+        Metric(
+            "medianest_downloads",
+            "YouTube downloads by status (read from the database when scraped).",
+            store.count_by_status,
+            labels=("status",),
+        )
+    ]
 
 
 @hookimpl
@@ -83,7 +115,7 @@ def register_pollers() -> list[Poller]:
 
 @hookimpl
 def extra_nav_items(request: web.Request, plugin: PluginContext) -> list[NavItem]:
-    return [NavItem("YouTube", "/youtube", permission="youtube")]
+    return [NavItem("YouTube", "/youtube", permission=routes.PERMISSION)]
 
 
 @hookimpl

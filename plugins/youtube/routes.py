@@ -1,6 +1,7 @@
 """The downloads page and the JSON API: preview, submit, list, cancel and retry.
 
-Every route needs the "youtube" permission; users see and change only their own downloads.
+Every route needs the plugin's own "youtube" permission; users see and change only their own
+downloads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from .downloader import QUALITIES
 from .settings import Settings
 
 STATIC = Path(__file__).parent / "static"
+# The plugin's own permission (declared in register_permissions); users who held it when it was
+# the core's keep it: a permission is stored by name.
+PERMISSION = "youtube"
 Quality = Literal["best", "2160p", "1440p", "1080p", "720p", "480p", "360p"]
 
 
@@ -186,21 +190,21 @@ async def retry(request: web.Request, plugin: PluginContext) -> Download:
 
 ONE = "/api/v1/youtube/downloads/{download_id}"
 ROUTES = [
-    Route("GET", "/youtube", page, include_in_schema=False, access="youtube"),
-    Route("GET", "/youtube/downloads.js", script, include_in_schema=False, access="youtube"),
+    Route("GET", "/youtube", page, include_in_schema=False, access=PERMISSION),
+    Route("GET", "/youtube/downloads.js", script, include_in_schema=False, access=PERMISSION),
     Route(
         "POST", "/api/v1/youtube/preview", preview, body=LinkBody, response=client.Preview,
-        access="youtube",
+        access=PERMISSION,
     ),
     Route(
         "POST", "/api/v1/youtube/downloads", submit, body=DownloadBody, response=Download,
-        access="youtube",
+        access=PERMISSION,
     ),
     Route(
         "GET", "/api/v1/youtube/downloads", list_downloads, response=DownloadList,
-        access="youtube",
+        access=PERMISSION,
     ),
-    Route("GET", ONE, one, response=Download, access="youtube"),
-    Route("DELETE", ONE, cancel, response=Download, access="youtube"),
-    Route("POST", ONE + "/retry", retry, response=Download, access="youtube"),
+    Route("GET", ONE, one, response=Download, access=PERMISSION),
+    Route("DELETE", ONE, cancel, response=Download, access=PERMISSION),
+    Route("POST", ONE + "/retry", retry, response=Download, access=PERMISSION),
 ]  # fmt: skip

@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from medianest import ApiError, PluginContext, YouTubeDownload, user_quota, writing
+from medianest import ApiError, PluginContext, user_quota, writing
 
 from .links import Link
+from .models import YouTubeDownload
 from .settings import Settings
 
 JOB = "youtube.download"
@@ -335,3 +336,10 @@ async def reap(plugin: PluginContext, attempts: int) -> list[uuid.UUID]:
         if got is not None:
             await announce(plugin, got)
     return failed
+
+
+async def count_by_status(plugin: PluginContext) -> dict[str, int]:
+    """How many downloads there are of each status (the ``medianest_downloads`` gauge)."""
+    async with plugin.db.connect() as conn:
+        rows = await conn.execute(select(T.status, func.count()).group_by(T.status))
+        return {str(status): int(count) for status, count in rows}

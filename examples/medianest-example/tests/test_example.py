@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medianest_example.models import Ping
+from sqlalchemy import select
+
 from medianest.testing import Portal
 
 
@@ -40,6 +43,13 @@ async def test_enabled_plugin_greets_and_pings(tmp_path: Path) -> None:
         refused = await admin.post("/example/ping", json={"message": ""})
         assert refused.status == 422
 
+        # The pings are kept in the plugin's own table (created at start, by its migration).
+        pinged = await admin.post("/example/ping", json={"message": "still there?"})
+        assert (await pinged.json())["count"] == 2
+        listed = await (await admin.get("/example/pings")).json()
+        assert listed["total"] == 2
+        assert [p["message"] for p in listed["pings"]] == ["still there?", "anyone there?"]
+
 
 async def test_a_greeting_too_long_is_refused_and_the_saved_one_kept(tmp_path: Path) -> None:
     async with Portal(tmp_path) as portal:
@@ -58,3 +68,37 @@ async def test_a_user_reads_the_greeting_but_cannot_switch_the_plugin(tmp_path: 
         friend = await portal.user("friend")
         assert await (await friend.get("/example/hello")).json() == {"greeting": "Hello"}
         assert (await friend.post("/api/v1/plugins/example/disable")).status == 403
+
+
+async def test_the_pings_are_in_the_plugins_own_table_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    async with Portal(tmp_path) as portal:
+        admin = await portal.admin()
+        await admin.enable("example")
+        await admin.post("/example/ping", json={"message": "before the restart"})
+        async with portal.db.connect() as conn:
+            rows = (await conn.execute(select(Ping.message))).scalars().all()
+        assert rows == ["before the restart"]
+
+    async with Portal(tmp_path) as again:
+        admin = await again.admin()
+        listed = await (await admin.get("/example/pings")).json()
+        assert listed["total"] == 1
+        assert listed["pings"][0]["message"] == "before the restart"
+
+
+async def test_sending_pings_needs_the_plugins_own_permission(tmp_path: Path) -> None:
+    async with Portal(tmp_path) as portal:
+        admin = await portal.admin()
+        await admin.enable("example")
+        permissions = await (await admin.get("/api/v1/permissions")).json()
+        mine = [p for p in permissions["permissions"] if p["declared_by"] == "example"]
+        assert [(p["name"], p["default"]) for p in mine] == [("example_ping", True)]
+
+        # A user without it may read the pings, not send one.
+        guest = await portal.user("guest", permissions=[])
+        refused = await guest.post("/example/ping", json={"message": "hi"})
+        assert refused.status == 403
+        assert "Send example pings" in await refused.text()
+        assert (await guest.get("/example/pings")).status == 200

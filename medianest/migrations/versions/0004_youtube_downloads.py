@@ -1,5 +1,7 @@
 """YouTube downloads: one row per video, playlist or channel a user asked for.
 
+The table is the youtube plugin's own now: its first migration (youtube_0001) adopts it.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-26 13:15:10.000000
@@ -56,6 +58,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The table is the youtube plugin's since its migration youtube_0001 adopted it; that
+    # branch depends on this revision, so it is downgraded first and drops the table itself.
+    if "youtube_downloads" not in sa.inspect(op.get_bind()).get_table_names():
+        return
     with op.batch_alter_table("youtube_downloads", schema=None) as batch_op:
         batch_op.drop_index("ix_youtube_downloads_user_id_created_at")
         batch_op.drop_index("ix_youtube_downloads_status")
