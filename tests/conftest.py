@@ -7,6 +7,7 @@ Tests that need PostgreSQL, Redis or chromium skip with the reason outside CI; w
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import shutil
 import socket
@@ -140,6 +141,30 @@ ADMIN = ("admin", "correct horse battery")
 class Client(PortalClient):
     """A test client that, once signed in, sends its session's CSRF token with state changes,
     as MediaNest's own pages do (the plugin authors' test kit's client, with its helpers)."""
+
+
+def completed_download(
+    download_id: uuid.UUID, user_id: uuid.UUID, now: datetime.datetime
+) -> dict[str, Any]:
+    """A row of the youtube plugin's downloads table: one video, downloaded (for the tests of
+    what migrations and backups keep)."""
+    return {
+        "id": download_id,
+        "user_id": user_id,
+        "url": "https://youtu.be/abc",
+        "kind": "video",
+        "source_id": "abc",
+        "title": "A video",
+        "options": {},
+        "status": "completed",
+        "percent": 100.0,
+        "item": 1,
+        "items": 1,
+        "size_kib": 2048,
+        "attempts": 1,
+        "files": [],
+        "created_at": now,
+    }
 
 
 async def add_user(

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN, PG_ENV, Client, MakeClient, _pg_admin, require, wait_for
+from conftest import (
+    ADMIN,
+    PG_ENV,
+    Client,
+    MakeClient,
+    _pg_admin,
+    completed_download,
+    require,
+    wait_for,
+)
 from medianest_plugins.youtube.models import YouTubeDownload
 from request_world import FILM, FRIEND, PLEX_TOKEN, SERIES, patch_intervals, world
 from sqlalchemy import inspect, select, text
@@ -437,21 +446,7 @@ async def _youtube_download(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
             )
             await conn.execute(
                 YouTubeDownload.__table__.insert().values(
-                    id=download_id,
-                    user_id=user_id,
-                    url="https://youtu.be/abc",
-                    kind="video",
-                    source_id="abc",
-                    title="A video",
-                    options={},
-                    status="completed",
-                    percent=100.0,
-                    item=1,
-                    items=1,
-                    size_kib=2048,
-                    attempts=1,
-                    files=[],
-                    created_at=now,
+                    completed_download(download_id, user_id, now)
                 )
             )
     finally:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import MakeClient
+from conftest import MakeClient, completed_download
 from medianest_plugins.youtube.models import YouTubeDownload
 from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
@@ -328,23 +328,7 @@ async def _user_with_a_download(engine: AsyncEngine) -> tuple[uuid.UUID, uuid.UU
             )
         )
         await conn.execute(
-            insert(YouTubeDownload).values(
-                id=download_id,
-                user_id=user_id,
-                url="https://youtu.be/abc",
-                kind="video",
-                source_id="abc",
-                title="A video",
-                options={},
-                status="completed",
-                percent=100.0,
-                item=1,
-                items=1,
-                size_kib=2048,
-                attempts=1,
-                files=[],
-                created_at=now,
-            )
+            insert(YouTubeDownload).values(completed_download(download_id, user_id, now))
         )
     return user_id, download_id
 

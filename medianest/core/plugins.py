@@ -119,6 +119,18 @@ class PluginRecord:
     def active(self) -> bool:
         return self.status == "active"
 
+    def summary(self) -> dict[str, Any]:
+        """What the admin page and the API say of it, and what a change announces."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "enabled": self.enabled,
+            "status": self.status,
+            "error": self.error,
+            "hook_errors": dict(self.hook_errors),
+        }
+
 
 def _describe(module: ModuleType) -> str:
     doc = (module.__doc__ or "").strip()
@@ -710,15 +722,7 @@ class PluginRegistry:
             self._on_change(self.summary(self.records[name]))
 
     def summary(self, record: PluginRecord) -> dict[str, Any]:
-        return {
-            "name": record.name,
-            "description": record.description,
-            "version": record.version,
-            "enabled": record.enabled,
-            "status": record.status,
-            "error": record.error,
-            "hook_errors": dict(record.hook_errors),
-        }
+        return record.summary()
 
     # --- events ------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def _masked_settings(record: PluginRecord) -> dict[str, Any]:
 
 def _plugin_out(record: PluginRecord) -> PluginOut:
     return PluginOut(
-        **_registry_summary(record),
+        **record.summary(),
         settings=_masked_settings(record),
         settings_schema=record.settings_model.model_json_schema()
         if record.settings_model
@@ -122,18 +122,6 @@ def _plugin_out(record: PluginRecord) -> PluginOut:
         widgets=[w.name for w in record.widgets],
         routes=[f"{r.method} {r.path}" for r in record.routes],
     )
-
-
-def _registry_summary(record: PluginRecord) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "description": record.description,
-        "version": record.version,
-        "enabled": record.enabled,
-        "status": record.status,
-        "error": record.error,
-        "hook_errors": dict(record.hook_errors),
-    }
 
 
 def _actor(request: web.Request) -> tuple[str, str | None]:
